@@ -1,0 +1,52 @@
+# iotlake: `make demo` and `make test` set everything up on a fresh machine (venv, packages, tshark, Delta jars).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup venv tshark jars demo test lint format bench clean
+
+setup: venv tshark jars
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# tshark from Debian, non-interactively; debconf answers "no" to non-root capture.
+tshark:
+	@command -v tshark >/dev/null 2>&1 || { \
+	  echo "installing tshark (apt-get)"; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | $(SUDO) debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tshark >/dev/null; \
+	} || { echo "error: tshark is missing and apt-get could not install it; install it with 'sudo apt-get install tshark'" >&2; exit 1; }
+	@command -v editcap >/dev/null 2>&1 && command -v capinfos >/dev/null 2>&1 || { echo "error: editcap/capinfos missing (package wireshark-common)" >&2; exit 1; }
+
+# Delta jars: Ivy through spark.jars.packages (Maven Central), else mvn dependency:copy into the jar cache.
+jars: $(STAMP)
+	@$(BIN)/python -m iotlake.spark jars
+
+demo: setup
+	$(BIN)/iotlake demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf lake data spark-warehouse .pytest_cache

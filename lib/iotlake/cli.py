@@ -1,0 +1,201 @@
+"""The `iotlake` command: parses arguments, calls pipeline/ and lake/, prints with rich. No logic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from iotlake.config import Config, load_config
+from iotlake.errors import IotlakeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="iotlake: PCAP captures → Delta lake → SQL.")
+console = Console()
+errors = Console(stderr=True)
+
+ConfOption = Annotated[Path | None, typer.Option("--conf", help="configuration folder (default: ./conf)")]
+LakeOption = Annotated[str | None, typer.Option("--lake", help="lake root (default: lake_root of iotlake.yaml)")]
+
+
+def _config(conf: Path | None, lake: str | None) -> Config:
+    config = load_config(conf)
+    if lake:
+        config.settings.lake_root = lake
+    return config
+
+
+def _spark(config: Config, app_name: str):  # noqa: ANN202 - pyspark is imported lazily for fast --help
+    from iotlake.spark import get_spark
+
+    return get_spark(config, app_name=app_name)
+
+
+def _print_frame(rows: list, columns: list[str], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[str, typer.Argument(help="dataset name (registered in conf/datasets.csv unless files follow)")],
+    files: Annotated[list[Path] | None, typer.Argument(help="capture files (default: the dataset's folder)")] = None,
+    site: Annotated[str, typer.Option(help="site of the given files")] = "default",
+    macs: Annotated[Path | None, typer.Option(help="MAC map of the given files' site")] = None,
+    site_config: Annotated[Path | None, typer.Option("--site-config", help="site YAML of the given files")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Extract captures with one tshark pass each and replace their partitions in the bronze tables."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    if files:
+        plans = pipeline.plan_files(config, dataset, site, list(files), macs, site_config)
+    else:
+        plans = pipeline.plan_registered(config, dataset)
+    started = time.monotonic()
+    report = pipeline.ingest(_spark(config, "iotlake ingest"), config, dataset, plans, progress=not quiet)
+    truncated = f", truncated: {', '.join(report.truncated)}" if report.truncated else ""
+    console.print(
+        f"ingested {report.captures} capture(s), {report.packets} packets into {config.lake_root} "
+        f"(packets v{report.versions['packets']}) in {time.monotonic() - started:.1f}s{truncated}"
+    )
+
+
+@app.command()
+def build(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) to rebuild (default: all)")] = None,
+    interval: Annotated[int | None, typer.Option(help="interval length in seconds (default: 3600)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="only these models")] = None,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Rebuild the SQL models (silver, gold) of the datasets in the lake."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    started = time.monotonic()
+    runs = pipeline.build(_spark(config, "iotlake build"), config, dataset, interval, model)
+    rows = [(r.dataset, r.table, r.rows, r.version, f"{r.seconds:.1f}s") for r in runs]
+    _print_frame(rows, ["dataset", "table", "rows", "version", "time"], title="models built")
+    console.print(f"built {len(runs)} model(s) in {time.monotonic() - started:.1f}s")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="a Spark SQL statement; tables are iotlake.<name>")],
+    output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int, typer.Option(help="rows to show at most")] = 1000,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Run one SQL statement against the lake and print the result."""
+    from pyspark.errors import PySparkException
+
+    from iotlake.lake import tables
+    from iotlake.models.runner import declare, discover, register_functions
+
+    config = _config(conf, lake)
+    spark = _spark(config, "iotlake sql")
+    sql_dir = config.project_dir / "sql"
+    declare(discover(sql_dir))
+    register_functions(spark, sql_dir)
+    tables.register_all(spark, config.lake_root)
+    try:
+        frame = spark.sql(query)
+        rows = frame.limit(limit).collect()
+    except PySparkException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise IotlakeError("sql", first) from None
+    columns = frame.columns
+    if output == "json":
+        for row in rows:
+            console.print_json(json.dumps(row.asDict(recursive=True), default=str))
+    elif output == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([list(r) for r in rows])
+    else:
+        _print_frame([list(r) for r in rows], columns)
+
+
+@app.command("tables")
+def list_tables(conf: ConfOption = None, lake: LakeOption = None) -> None:
+    """List the lake's tables with row counts and Delta versions."""
+    from delta.tables import DeltaTable
+
+    from iotlake.lake import tables
+    from iotlake.models.runner import declare, discover
+
+    config = _config(conf, lake)
+    spark = _spark(config, "iotlake tables")
+    declare(discover(config.project_dir / "sql"))
+    rows = []
+    for entry in tables.register_all(spark, config.lake_root):
+        delta = DeltaTable.forPath(spark, entry.path(config.lake_root))
+        version = delta.history(1).collect()[0]["version"]
+        rows.append((entry.qualified, entry.layer, delta.toDF().count(), version, entry.comment))
+    _print_frame(rows, ["table", "layer", "rows", "version", "what a row is"], title=config.lake_root)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="where to write the demo captures (default: registry entry)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Generate the built-in demo dataset, ingest it, build the models and print a per-device summary."""
+    from iotlake import pipeline
+    from iotlake.capture.demo import generate_demo
+
+    config = _config(conf, lake)
+    directory = out or config.dataset("demo").directory
+    started = time.monotonic()
+    generate_demo(directory)
+    console.print(f"demo dataset written to {directory}")
+    spark = _spark(config, "iotlake demo")
+    plans = pipeline.plan_directory(config, "demo", directory)
+    report = pipeline.ingest(spark, config, "demo", plans, progress=not quiet)
+    console.print(f"ingested {report.captures} captures, {report.packets} packets")
+    runs = pipeline.build(spark, config, ["demo"])
+    console.print(", ".join(f"{r.table}: {r.rows} rows" for r in runs))
+    summary = pipeline.device_summary(spark, config, "demo")
+    _print_frame([list(r) for r in summary.collect()], summary.columns, title="demo: traffic per device")
+    console.print(f"lake: {config.lake_root} — done in {time.monotonic() - started:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; an IotlakeError becomes one line on stderr and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except IotlakeError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""Typed configuration, loaded in one place: settings, dataset registry, site configs and MAC maps.
+
+Every error names the file (and line, for CSV files) and the problem, as an `IotlakeError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from iotlake.errors import ConfigError
+from iotlake.names import check_name
+
+MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+
+
+class Settings(BaseModel):
+    """`conf/iotlake.yaml`: where the lake lives and how jobs run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lake_root: str = "./lake"
+    spark_master: str = "local[*]"
+    parallelism: int | None = Field(default=None, ge=1, description="extraction tasks; default: all cores")
+    chunk_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    chunk_packets: int = Field(default=1_000_000, ge=1000)
+    interval_s: int = Field(default=3600, ge=1)
+    delta_jars: Literal["auto", "packages", "local"] = "auto"
+    local_prefixes: list[str] = Field(
+        default_factory=lambda: [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "224.0.0.0/4",
+            "255.255.255.255/32",
+            "fe80::/10",
+            "fc00::/7",
+            "ff00::/8",
+        ],
+        description="ranges that are local at every site (RFC 1918, link-local, ULA, multicast)",
+    )
+    jar_cache: str = "~/.cache/iotlake/jars"
+
+
+class SiteConfig(BaseModel):
+    """`sites/<site>.yaml`: addresses that are local beyond the built-in ranges, and the gateways."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    local_prefixes: list[str] = Field(default_factory=list)
+    gateway_ips: list[str] = Field(default_factory=list)
+    excluded_ips: list[str] = Field(default_factory=list)
+
+    @field_validator("local_prefixes")
+    @classmethod
+    def _prefixes(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                out.append(str(ipaddress.ip_network(str(value), strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"invalid prefix {value!r}: {exc}") from None
+        return out
+
+    @field_validator("gateway_ips", "excluded_ips")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                out.append(str(ipaddress.ip_address(str(value))))
+            except ValueError:
+                raise ValueError(f"invalid IP address {value!r}") from None
+        return out
+
+
+@dataclass(frozen=True)
+class Device:
+    """One row of a MAC map: a device of a site."""
+
+    device: str
+    mac: str
+    ip: str | None = None
+    vendor: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One row of the dataset registry `conf/datasets.csv`."""
+
+    name: str
+    directory: Path
+    link: str = ""
+    status: str = "registered"
+
+
+def normalise_mac(value: str) -> str | None:
+    """Lower-case colon form of a MAC, or None when `value` is not a MAC."""
+    value = value.strip().lower()
+    return value.replace("-", ":") if MAC_RE.fullmatch(value) else None
+
+
+def _read_text(path: Path) -> str:
+    """Read a config file as text, tolerating a UTF-8 BOM and CRLF line ends."""
+    if not path.is_file():
+        raise ConfigError(path, "file not found")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(_read_text(path)) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(where, f"invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "expected a mapping of keys to values")
+    return data
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(path, f"{field}: {message}") from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Settings from `iotlake.yaml`; defaults when the file does not exist."""
+    return _validated(Settings, _load_yaml(path), path) if path.exists() else Settings()
+
+
+def load_site(path: Path | None) -> SiteConfig:
+    """A site's config; an empty one (built-in local ranges only) when there is no file."""
+    return _validated(SiteConfig, _load_yaml(path), path) if path else SiteConfig()
+
+
+def load_macs(path: Path) -> list[Device]:
+    """Parse a MAC map: `device,mac[,ip][,vendor][,kind]` with a header, or the earlier `Name,MAC` lines."""
+    rows = list(csv.reader(io.StringIO(_read_text(path))))
+    header = ["device", "mac", "ip", "vendor", "kind"]
+    start = 0
+    for index, row in enumerate(rows):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if cells[0].lower() in {"device", "name"} and len(cells) > 1 and normalise_mac(cells[1]) is None:
+            header = [c.lower() for c in cells]
+            if "mac" not in header or not ({"device", "name"} & set(header)):
+                raise ConfigError(
+                    f"{path}:{index + 1}", "header must name a device (or name) and a mac column"
+                )
+            header = ["device" if c == "name" else c for c in header]
+            start = index + 1
+        break
+    devices: list[Device] = []
+    seen_names: dict[str, int] = {}
+    seen_macs: dict[str, int] = {}
+    for index in range(start, len(rows)):
+        line = index + 1
+        cells = [c.strip() for c in rows[index]]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        where = f"{path}:{line}"
+        if len(cells) < 2:
+            raise ConfigError(where, f"expected 'device,mac', got {','.join(cells)!r}")
+        record = dict(zip(header, cells, strict=False))
+        name = record.get("device", "")
+        check_name("device", name, where)
+        mac = normalise_mac(record.get("mac", ""))
+        if mac is None:
+            raise ConfigError(where, f"malformed MAC {record.get('mac', '')!r} for device {name!r}")
+        if name in seen_names:
+            raise ConfigError(where, f"duplicate device name {name!r} (first on line {seen_names[name]})")
+        if mac in seen_macs:
+            raise ConfigError(where, f"duplicate MAC {mac} (first on line {seen_macs[mac]})")
+        ip = record.get("ip") or None
+        if ip:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                raise ConfigError(where, f"invalid IP address {ip!r} for device {name!r}") from None
+        seen_names[name], seen_macs[mac] = line, line
+        devices.append(Device(name, mac, ip, record.get("vendor") or None, record.get("kind") or None))
+    if not devices:
+        raise ConfigError(path, "no devices listed")
+    return devices
+
+
+def load_registry(path: Path, base: Path) -> dict[str, DatasetEntry]:
+    """The dataset registry: `name,directory,link,status`; relative directories resolve against `base`."""
+    if not path.exists():
+        return {}
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    missing = {"name", "directory"} - set(reader.fieldnames or [])
+    if missing:
+        raise ConfigError(f"{path}:1", f"missing column(s) {', '.join(sorted(missing))}")
+    entries: dict[str, DatasetEntry] = {}
+    for line, row in enumerate(reader, start=2):
+        name = (row.get("name") or "").strip()
+        if not name or name.startswith("#"):
+            continue
+        check_name("dataset", name, f"{path}:{line}")
+        if name in entries:
+            raise ConfigError(f"{path}:{line}", f"duplicate dataset {name!r}")
+        directory = Path((row.get("directory") or "").strip())
+        entries[name] = DatasetEntry(
+            name=name,
+            directory=directory if directory.is_absolute() else base / directory,
+            link=(row.get("link") or "").strip(),
+            status=(row.get("status") or "registered").strip(),
+        )
+    return entries
+
+
+class Config:
+    """The project's configuration rooted at one `conf/` folder."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        self.conf_dir = conf_dir.resolve()
+        self.project_dir = self.conf_dir.parent
+        self.settings = load_settings(self.conf_dir / "iotlake.yaml")
+        self._registry: dict[str, DatasetEntry] | None = None
+
+    @property
+    def lake_root(self) -> str:
+        """The lake root as a URI or absolute path (relative paths resolve against the working directory)."""
+        root = os.environ.get("IOTLAKE_LAKE") or self.settings.lake_root
+        return root if "://" in root else str(Path(root).expanduser().resolve())
+
+    @property
+    def registry_path(self) -> Path:
+        return self.conf_dir / "datasets.csv"
+
+    def datasets(self) -> dict[str, DatasetEntry]:
+        """All registered datasets by name."""
+        if self._registry is None:
+            self._registry = load_registry(self.registry_path, self.project_dir)
+        return self._registry
+
+    def dataset(self, name: str) -> DatasetEntry:
+        """A registered dataset, or an error that lists the registered names."""
+        check_name("dataset", name)
+        entries = self.datasets()
+        if name not in entries:
+            known = ", ".join(sorted(entries)) or "none"
+            raise ConfigError(self.registry_path, f"unknown dataset {name!r} (registered: {known})")
+        return entries[name]
+
+    def site_file(self, site: str, dataset_dir: Path | None = None) -> Path | None:
+        """The site's YAML: `<dataset>/<site>/site.yaml` first, then `conf/sites/<site>.yaml`."""
+        candidates = [dataset_dir / site / "site.yaml"] if dataset_dir else []
+        candidates.append(self.conf_dir / "sites" / f"{site}.yaml")
+        return next((p for p in candidates if p.is_file()), None)
+
+    def macs_file(self, site: str, dataset_dir: Path | None = None) -> Path:
+        """The site's MAC map: `<dataset>/<site>/macs.csv` first, then `conf/macs/<site>.csv`."""
+        candidates = [dataset_dir / site / "macs.csv"] if dataset_dir else []
+        candidates.append(self.conf_dir / "macs" / f"{site}.csv")
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise ConfigError(
+            candidates[-1], f"no MAC map for site {site!r} (looked in {', '.join(map(str, candidates))})"
+        )
+
+    def sites_in(self, directory: Path, dataset: str) -> list[str]:
+        """Sites of a dataset folder: its sub-folders that hold captures."""
+        if not directory.is_dir():
+            raise ConfigError(directory, f"dataset {dataset!r}: directory not found")
+        sites = sorted(p.name for p in directory.iterdir() if p.is_dir() and find_captures(p))
+        if not sites:
+            raise ConfigError(directory, f"dataset {dataset!r}: no site folder with captures")
+        return sites
+
+
+def find_captures(folder: Path) -> list[Path]:
+    """Capture files under a folder, recursively, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES))
+
+
+def default_conf_dir() -> Path:
+    """`$IOTLAKE_CONF`, else `./conf`, else the `conf/` of the source tree this package came from."""
+    if env := os.environ.get("IOTLAKE_CONF"):
+        return Path(env)
+    if Path("conf").is_dir():
+        return Path("conf")
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def load_config(conf_dir: Path | str | None = None) -> Config:
+    """Load the configuration rooted at `conf_dir` (see `default_conf_dir`)."""
+    return Config(Path(conf_dir) if conf_dir else default_conf_dir())

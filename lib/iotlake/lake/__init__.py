@@ -1,0 +1,1 @@
+"""Lake tables: the registry, bronze builders, and the only code that writes tables."""

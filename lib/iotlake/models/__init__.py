@@ -1,0 +1,1 @@
+"""Runs the SQL models of sql/ in dependency order."""

@@ -1,0 +1,207 @@
+"""The batch jobs as functions: ingest captures into bronze, build the SQL models, run the demo.
+
+The CLI and the spark-submit entry points call these; they hold the order of the steps, while capture/,
+lake/ and models/ hold the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from iotlake.capture.extract import CaptureSpec, extract_captures
+from iotlake.config import Config, Device, SiteConfig, find_captures, load_macs, load_site
+from iotlake.errors import IotlakeError
+from iotlake.lake import bronze, tables
+from iotlake.lake.writer import write_table
+from iotlake.models.runner import ModelRun, run_models
+from iotlake.names import check_name, safe_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SitePlan:
+    """What one site contributes to an ingest: its captures, MAC map and site config."""
+
+    site: str
+    devices: list[Device]
+    config: SiteConfig
+    captures: list[CaptureSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What an ingest wrote."""
+
+    dataset: str
+    captures: int
+    packets: int
+    truncated: list[str]
+    versions: dict[str, int]
+
+
+def capture_name(path: Path, root: Path | None = None) -> str:
+    """A capture's name: its path below the site folder without the extension, made safe."""
+    relative = path.relative_to(root) if root else Path(path.name)
+    stem = str(relative)
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+        stem = stem.removesuffix(suffix)
+    return safe_name(stem.replace("/", "_"))
+
+
+def plan_registered(config: Config, dataset: str) -> list[SitePlan]:
+    """Plan the ingest of a registered dataset from its folder."""
+    return plan_directory(config, dataset, config.dataset(dataset).directory)
+
+
+def plan_directory(config: Config, dataset: str, directory: Path) -> list[SitePlan]:
+    """Plan the ingest of a dataset folder: every site sub-folder and its captures."""
+    check_name("dataset", dataset)
+    plans = []
+    for site in config.sites_in(directory, dataset):
+        check_name("site", site, str(directory / site))
+        folder = directory / site
+        plan = SitePlan(
+            site,
+            load_macs(config.macs_file(site, directory)),
+            load_site(config.site_file(site, directory)),
+        )
+        for path in find_captures(folder):
+            plan.captures.append(CaptureSpec(dataset, site, capture_name(path, folder), path))
+        plans.append(plan)
+    return plans
+
+
+def plan_files(
+    config: Config, dataset: str, site: str, files: list[Path], macs: Path | None, site_file: Path | None
+) -> list[SitePlan]:
+    """Plan the ingest of capture files given on the command line into one dataset and site."""
+    check_name("dataset", dataset)
+    check_name("site", site)
+    plan = SitePlan(
+        site,
+        load_macs(macs or config.macs_file(site)),
+        load_site(site_file or config.site_file(site)),
+    )
+    names: dict[str, Path] = {}
+    for path in files:
+        name = capture_name(path)
+        if name in names:
+            raise IotlakeError(path, f"capture name {name!r} is also the name of {names[name]}")
+        names[name] = path
+        plan.captures.append(CaptureSpec(dataset, site, name, path))
+    return [plan]
+
+
+def ingest(
+    spark: SparkSession, config: Config, dataset: str, plans: list[SitePlan], progress: bool = True
+) -> IngestReport:
+    """Extract every planned capture with tshark and replace its partitions in the bronze tables."""
+    lake_root = config.lake_root
+    specs = [spec for plan in plans for spec in plan.captures]
+    if not specs:
+        raise IotlakeError(dataset, "no capture files to ingest")
+    landing = Path(lake_root) / "_landing"
+    extracts = extract_captures(
+        spark,
+        specs,
+        landing,
+        chunk_bytes=config.settings.chunk_bytes,
+        chunk_packets=config.settings.chunk_packets,
+        progress=progress,
+    )
+    by_site: dict[str, list[str]] = defaultdict(list)
+    for spec in specs:
+        by_site[spec.site].append(spec.capture)
+    capture_scopes = [{"dataset": dataset, "site": s, "capture": c} for s, c in by_site.items()]
+    site_scope = {"dataset": dataset, "site": sorted(by_site)}
+    sources = {e.capture: e.sha256 for e in extracts}
+    versions: dict[str, int] = {}
+
+    packets = bronze.read_landing(spark, extracts)
+    versions["packets"] = write_table(
+        packets, tables.table("packets"), lake_root, capture_scopes, "ingest_captures", {"sources": sources}
+    )
+    written = spark.read.format("delta").load(tables.table("packets").path(lake_root))
+    written = written.where(F.col("dataset") == dataset).where(F.col("site").isin(list(by_site)))
+    captures = bronze.captures_frame(spark, extracts, written)
+    versions["captures"] = write_table(
+        captures, tables.table("captures"), lake_root, capture_scopes, "ingest_captures", {"sources": sources}
+    )
+    devices = None
+    sites = None
+    prefixes = None
+    for plan in plans:
+        d = bronze.devices_frame(spark, dataset, plan.site, plan.devices)
+        s, p = bronze.sites_frames(spark, dataset, plan.site, plan.config, config.settings.local_prefixes)
+        devices = d if devices is None else devices.unionByName(d)
+        sites = s if sites is None else sites.unionByName(s)
+        prefixes = p if prefixes is None else prefixes.unionByName(p)
+    for name, frame in (("devices", devices), ("sites", sites), ("site_prefixes", prefixes)):
+        versions[name] = write_table(frame, tables.table(name), lake_root, site_scope, "ingest_captures")
+    counts = captures.select("capture", "packets", "truncated").collect()
+    return IngestReport(
+        dataset=dataset,
+        captures=len(counts),
+        packets=sum(r["packets"] for r in counts),
+        truncated=sorted(r["capture"] for r in counts if r["truncated"]),
+        versions=versions,
+    )
+
+
+def datasets_in_lake(spark: SparkSession, config: Config) -> list[str]:
+    """Datasets that have packets in the lake."""
+    entry = tables.table("packets")
+    if not tables.exists(spark, config.lake_root, entry):
+        return []
+    rows = spark.read.format("delta").load(entry.path(config.lake_root)).select("dataset").distinct().collect()
+    return sorted(r["dataset"] for r in rows)
+
+
+def build(
+    spark: SparkSession,
+    config: Config,
+    datasets: list[str] | None = None,
+    interval_s: int | None = None,
+    only: list[str] | None = None,
+) -> list[ModelRun]:
+    """Rebuild the SQL models for the given datasets (default: every dataset in the lake)."""
+    present = datasets_in_lake(spark, config)
+    for name in datasets or []:
+        check_name("dataset", name)
+        if name not in present:
+            known = ", ".join(present) or "none"
+            raise IotlakeError(config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})")
+    parameters = {"interval_s": interval_s or config.settings.interval_s}
+    runs: list[ModelRun] = []
+    for name in datasets or present:
+        runs += run_models(spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only)
+    return runs
+
+
+def device_summary(spark: SparkSession, config: Config, dataset: str) -> DataFrame:
+    """Per device: frames and bytes, Tx/Rx and LAN/WAN, summed over the dataset's interval volumes."""
+    volumes = spark.read.format("delta").load(tables.table("interval_volumes").path(config.lake_root))
+    volumes = volumes.where(F.col("dataset") == dataset)
+
+    def scoped(scope: str, metric: str) -> F.Column:
+        return F.sum(F.when(F.col("scope") == scope, F.col(metric)).otherwise(0)).alias(f"{scope.lower()}_{metric}")
+
+    return (
+        volumes.groupBy("site", "device")
+        .agg(
+            scoped("ALL", "frames"),
+            scoped("ALL", "bytes"),
+            F.sum(F.when(F.col("scope") == "ALL", F.col("tx_frames")).otherwise(0)).alias("tx_frames"),
+            F.sum(F.when(F.col("scope") == "ALL", F.col("rx_frames")).otherwise(0)).alias("rx_frames"),
+            scoped("LAN", "frames"),
+            scoped("WAN", "frames"),
+        )
+        .orderBy("site", "device")
+    )

@@ -1,0 +1,29 @@
+-- functions: SQL helpers every model may use; registered as temporary functions before the models run.
+-- Addresses are compared as 32-hex-digit strings (IPv4 mapped into ::ffff:0:0/96), so prefix tests are
+-- plain range comparisons against bronze.site_prefixes and need no Python.
+
+-- The eight groups of an IPv6 address with '::' expanded.
+CREATE OR REPLACE TEMPORARY FUNCTION ip6_groups(ip STRING) RETURNS ARRAY<STRING> RETURN
+  CASE
+    WHEN instr(ip, '::') = 0 THEN split(ip, ':')
+    ELSE concat(
+      CASE WHEN substring_index(ip, '::', 1) = '' THEN array() ELSE split(substring_index(ip, '::', 1), ':') END,
+      array_repeat('0', 8
+        - CASE WHEN substring_index(ip, '::', 1) = '' THEN 0 ELSE size(split(substring_index(ip, '::', 1), ':')) END
+        - CASE WHEN substring_index(ip, '::', -1) = '' THEN 0 ELSE size(split(substring_index(ip, '::', -1), ':')) END),
+      CASE WHEN substring_index(ip, '::', -1) = '' THEN array() ELSE split(substring_index(ip, '::', -1), ':') END)
+  END;
+
+-- An IPv4 or IPv6 address as 32 lower-case hex digits.
+CREATE OR REPLACE TEMPORARY FUNCTION ip_hex(ip STRING) RETURNS STRING RETURN
+  CASE
+    WHEN ip IS NULL THEN NULL
+    WHEN ip RLIKE '^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$' THEN lower(concat(
+      '00000000000000000000ffff',
+      concat_ws('', transform(split(ip, '[.]'), o -> lpad(hex(cast(o AS INT)), 2, '0')))))
+    ELSE lower(concat_ws('', transform(ip6_groups(ip), g -> lpad(g, 4, '0'))))
+  END;
+
+-- True for a group (multicast or broadcast) MAC: the I/G bit of the first octet.
+CREATE OR REPLACE TEMPORARY FUNCTION is_group_mac(mac STRING) RETURNS BOOLEAN RETURN
+  mac IS NOT NULL AND conv(substr(mac, 1, 2), 16, 10) % 2 = 1;
