@@ -30,7 +30,7 @@ def _config(conf: Path | None, lake: str | None) -> Config:
     return config
 
 
-def _spark(config: Config, app_name: str):  # noqa: ANN202 - pyspark is imported lazily for fast --help
+def _spark(config: Config, app_name: str):
     from iotlake.spark import get_spark
 
     return get_spark(config, app_name=app_name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from iotlake.config import load_config, load_macs, load_registry, load_settings, load_site
 from iotlake.errors import IotlakeError
 
@@ -47,7 +46,9 @@ def test_macs_in_the_earlier_headerless_format_with_bom_crlf_and_blank_lines(tmp
         ("just-a-name\n", 1, "expected 'device,mac'"),
     ],
 )
-def test_malformed_mac_maps_name_file_line_and_problem(tmp_path: Path, text: str, line: int, problem: str) -> None:
+def test_malformed_mac_maps_name_file_line_and_problem(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
     path = write(tmp_path / "macs.csv", text)
     with pytest.raises(IotlakeError) as err:
         load_macs(path)
@@ -63,7 +64,9 @@ def test_empty_mac_map_is_an_error(tmp_path: Path) -> None:
 
 
 def test_site_config_validates_prefixes_and_addresses(tmp_path: Path) -> None:
-    good = load_site(write(tmp_path / "a.yaml", "local_prefixes: [2620:0:5300::/44]\ngateway_ips: [192.168.1.1]\n"))
+    good = load_site(
+        write(tmp_path / "a.yaml", "local_prefixes: [2620:0:5300::/44]\ngateway_ips: [192.168.1.1]\n")
+    )
     assert good.local_prefixes == ["2620:0:5300::/44"]
     assert good.gateway_ips == ["192.168.1.1"]
     with pytest.raises(IotlakeError, match=r"b\.yaml: local_prefixes: invalid prefix '10\.0\.0\.1/8'"):
@@ -78,7 +81,9 @@ def test_site_config_validates_prefixes_and_addresses(tmp_path: Path) -> None:
 
 def test_settings_reject_bad_values(tmp_path: Path) -> None:
     assert load_settings(tmp_path / "missing.yaml").lake_root == "./lake"
-    with pytest.raises(IotlakeError, match=r"iotlake\.yaml: chunk_packets: Input should be greater than or equal"):
+    with pytest.raises(
+        IotlakeError, match=r"iotlake\.yaml: chunk_packets: Input should be greater than or equal"
+    ):
         load_settings(write(tmp_path / "iotlake.yaml", "chunk_packets: 5\n"))
     with pytest.raises(IotlakeError, match=r"iotlake\.yaml: delta_jars: Input should be"):
         load_settings(write(tmp_path / "iotlake.yaml", "delta_jars: maybe\n"))
