@@ -15,12 +15,16 @@ from rich.table import Table
 from iotlake.config import Config, load_config
 from iotlake.errors import IotlakeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="iotlake: PCAP captures → Delta lake → SQL.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="iotlake: PCAP captures → Delta lake → SQL."
+)
 console = Console()
 errors = Console(stderr=True)
 
 ConfOption = Annotated[Path | None, typer.Option("--conf", help="configuration folder (default: ./conf)")]
-LakeOption = Annotated[str | None, typer.Option("--lake", help="lake root (default: lake_root of iotlake.yaml)")]
+LakeOption = Annotated[
+    str | None, typer.Option("--lake", help="lake root (default: lake_root of iotlake.yaml)")
+]
 
 
 def _config(conf: Path | None, lake: str | None) -> Config:
@@ -47,11 +51,17 @@ def _print_frame(rows: list, columns: list[str], title: str | None = None) -> No
 
 @app.command()
 def ingest(
-    dataset: Annotated[str, typer.Argument(help="dataset name (registered in conf/datasets.csv unless files follow)")],
-    files: Annotated[list[Path] | None, typer.Argument(help="capture files (default: the dataset's folder)")] = None,
+    dataset: Annotated[
+        str, typer.Argument(help="dataset name (registered in conf/datasets.csv unless files follow)")
+    ],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="capture files (default: the dataset's folder)")
+    ] = None,
     site: Annotated[str, typer.Option(help="site of the given files")] = "default",
     macs: Annotated[Path | None, typer.Option(help="MAC map of the given files' site")] = None,
-    site_config: Annotated[Path | None, typer.Option("--site-config", help="site YAML of the given files")] = None,
+    site_config: Annotated[
+        Path | None, typer.Option("--site-config", help="site YAML of the given files")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
     conf: ConfOption = None,
     lake: LakeOption = None,
@@ -75,7 +85,9 @@ def ingest(
 
 @app.command()
 def build(
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) to rebuild (default: all)")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="dataset(s) to rebuild (default: all)")
+    ] = None,
     interval: Annotated[int | None, typer.Option(help="interval length in seconds (default: 3600)")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only these models")] = None,
     conf: ConfOption = None,
@@ -153,7 +165,9 @@ def list_tables(conf: ConfOption = None, lake: LakeOption = None) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option(help="where to write the demo captures (default: registry entry)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="where to write the demo captures (default: registry entry)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
     conf: ConfOption = None,
     lake: LakeOption = None,

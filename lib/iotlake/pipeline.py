@@ -160,7 +160,9 @@ def datasets_in_lake(spark: SparkSession, config: Config) -> list[str]:
     entry = tables.table("packets")
     if not tables.exists(spark, config.lake_root, entry):
         return []
-    rows = spark.read.format("delta").load(entry.path(config.lake_root)).select("dataset").distinct().collect()
+    rows = (
+        spark.read.format("delta").load(entry.path(config.lake_root)).select("dataset").distinct().collect()
+    )
     return sorted(r["dataset"] for r in rows)
 
 
@@ -177,7 +179,9 @@ def build(
         check_name("dataset", name)
         if name not in present:
             known = ", ".join(present) or "none"
-            raise IotlakeError(config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})")
+            raise IotlakeError(
+                config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})"
+            )
     parameters = {"interval_s": interval_s or config.settings.interval_s}
     runs: list[ModelRun] = []
     for name in datasets or present:
@@ -191,7 +195,9 @@ def device_summary(spark: SparkSession, config: Config, dataset: str) -> DataFra
     volumes = volumes.where(F.col("dataset") == dataset)
 
     def scoped(scope: str, metric: str) -> F.Column:
-        return F.sum(F.when(F.col("scope") == scope, F.col(metric)).otherwise(0)).alias(f"{scope.lower()}_{metric}")
+        return F.sum(F.when(F.col("scope") == scope, F.col(metric)).otherwise(0)).alias(
+            f"{scope.lower()}_{metric}"
+        )
 
     return (
         volumes.groupBy("site", "device")

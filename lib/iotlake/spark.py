@@ -88,6 +88,8 @@ def get_spark(
     conf.update(REQUIRED_CONF)
     conf.update(extra_conf or {})
     if not under_spark_submit():
+        # Python workers must run the interpreter that has iotlake installed (the venv), not the PATH one.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master or config.settings.spark_master)
         log4j = config.conf_dir / "log4j2.properties"
         if log4j.is_file():

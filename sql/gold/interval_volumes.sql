@@ -7,7 +7,7 @@
 -- (as tshark's io,stat prints them); averages over intervals depend on that.
 WITH binned AS (
   SELECT dataset, site, capture, device, scope, direction, frame_len,
-         CAST(floor(unix_micros(ts) / (1000000 * :interval_s)) * :interval_s AS BIGINT) AS interval_epoch
+         (unix_micros(ts) DIV (1000000L * :interval_s)) * :interval_s AS interval_epoch
   FROM iotlake.device_packets
   WHERE dataset = :dataset
 ),

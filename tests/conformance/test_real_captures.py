@@ -42,7 +42,9 @@ def device_metrics(spark, dataset: str) -> dict[str, dict[str, int]]:
 
 def check_capture(spark, config, dataset: str, capture: Path, macs: Path, mac_of: dict[str, str]) -> None:
     ingest_file(spark, config, dataset, capture, macs)
-    assert spark.table("iotlake.packets").where(F.col("dataset") == dataset).count() == capinfos_packets(capture)
+    assert spark.table("iotlake.packets").where(F.col("dataset") == dataset).count() == capinfos_packets(
+        capture
+    )
     oracle = ethernet_endpoints(capture)
     actual = device_metrics(spark, dataset)
     expected = {device: oracle[mac] for device, mac in mac_of.items() if mac in oracle}

@@ -8,7 +8,9 @@ from pathlib import Path
 
 def capinfos_packets(path: Path) -> int:
     """Packet count as capinfos reports it."""
-    out = subprocess.run(["capinfos", "-M", "-c", "-T", "-r", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["capinfos", "-M", "-c", "-T", "-r", str(path)], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip().split("\t")[-1])
 
 

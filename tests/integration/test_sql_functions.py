@@ -44,7 +44,12 @@ def test_ip_hex_matches_ipaddress(functions, address: str) -> None:
 
 @pytest.mark.parametrize(
     ("mac", "group"),
-    [("ff:ff:ff:ff:ff:ff", True), ("01:00:5e:00:00:fb", True), ("33:33:00:00:00:01", True), ("ac:84:c6:20:fe:4b", False)],
+    [
+        ("ff:ff:ff:ff:ff:ff", True),
+        ("01:00:5e:00:00:fb", True),
+        ("33:33:00:00:00:01", True),
+        ("ac:84:c6:20:fe:4b", False),
+    ],
 )
 def test_is_group_mac(functions, mac: str, group: bool) -> None:
     [row] = functions.sql("SELECT is_group_mac(:mac) AS g", args={"mac": mac}).collect()

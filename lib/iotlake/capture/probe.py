@@ -54,7 +54,7 @@ LINK_TYPE_NAMES: dict[int, str] = {
 
 Format = Literal["pcap", "pcapng"]
 
-# pcap magic numbers as read big-endian from the first 4 bytes: (byte order, nanosecond timestamps).
+# The first 4 bytes of a pcap file (microsecond, nanosecond or modified magic) and the byte order they imply.
 _PCAP_MAGIC: dict[bytes, str] = {
     b"\xa1\xb2\xc3\xd4": ">",  # microseconds
     b"\xd4\xc3\xb2\xa1": "<",
@@ -69,6 +69,13 @@ _PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _PCAPNG_IDB = 1
 _PCAPNG_PACKET_BLOCKS = {2, 3, 6}  # obsolete Packet Block, Simple Packet Block, Enhanced Packet Block
 _PCAPNG_MAX_BLOCKS = 100_000  # blocks scanned before the first packet; real files have a handful
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip-compressed, decompress it first",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed, decompress it first",
+    b"\xfd7zXZ": "xz-compressed, decompress it first",
+    b"BZh": "bzip2-compressed, decompress it first",
+    b"PK\x03\x04": "a zip archive, extract it first",
+}
 
 
 @dataclass
@@ -82,9 +89,9 @@ class CaptureProbe:
 
 
 def link_type_label(link_type: int) -> str:
-    """`LINKTYPE_ETHERNET (1)`-style text for messages."""
+    """`LINKTYPE_ETHERNET (1)` for messages, or the bare number when it has no known name."""
     name = LINK_TYPE_NAMES.get(link_type)
-    return f"LINKTYPE_{name} ({link_type})" if name else f"link type {link_type}"
+    return f"LINKTYPE_{name} ({link_type})" if name else str(link_type)
 
 
 def supported_label() -> str:
@@ -106,6 +113,11 @@ def probe(path: Path) -> CaptureProbe:
         with path.open("rb") as handle:
             head = handle.read(4)
             if head in _PCAP_MAGIC:
+                if size < _PCAP_HEADER:
+                    raise BadCaptureError(
+                        path,
+                        f"header cut short: the pcap file header needs {_PCAP_HEADER} bytes, the file has {size}",
+                    )
                 result = CaptureProbe(path, "pcap", _pcap_link_types(path, handle, _PCAP_MAGIC[head]), size)
             elif head == _PCAPNG_SHB:
                 result = CaptureProbe(path, "pcapng", _pcapng_link_types(path, handle, size), size)
@@ -120,23 +132,21 @@ def probe(path: Path) -> CaptureProbe:
 
 def _describe_start(head: bytes) -> str:
     """A one-line hint of what a non-capture file starts with."""
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip-compressed; decompress it first"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd-compressed; decompress it first"
-    if head.startswith(b"PK\x03\x04"):
-        return "a zip archive; extract it first"
-    shown = head.hex(" ")
-    text = head.decode("ascii", errors="replace")
-    if text.isprintable() or all(c.isprintable() or c in "\t\r\n" for c in text):
+    for magic, hint in _COMPRESSED.items():
+        if head.startswith(magic):
+            return f"starts with {magic.hex(' ')}: {hint}"
+    text = head.decode("utf-8", errors="replace")
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
         return f"starts with text {text!r}"
-    return f"starts with bytes {shown}"
+    return f"starts with bytes {head.hex(' ')}"
 
 
 def _read_exact(path: Path, handle: BinaryIO, count: int, what: str) -> bytes:
     data = handle.read(count)
     if len(data) < count:
-        raise BadCaptureError(path, f"header cut short: {what} needs {count} bytes, the file has {len(data)}")
+        raise BadCaptureError(
+            path, f"header cut short: {what} ends at byte {handle.tell()}, the end of the file"
+        )
     return data
 
 
@@ -166,7 +176,9 @@ def _pcapng_link_types(path: Path, handle: BinaryIO, size: int) -> list[int]:
             elif struct.unpack(">I", magic)[0] == _PCAPNG_BYTE_ORDER_MAGIC:
                 order = ">"
             else:
-                raise BadCaptureError(path, f"corrupt pcapng section header at byte {offset} (bad byte order)")
+                raise BadCaptureError(
+                    path, f"corrupt pcapng section header at byte {offset} (bad byte order)"
+                )
         block_type, length = struct.unpack(order + "II", head)
         if block_type in _PCAPNG_PACKET_BLOCKS:
             break
@@ -174,7 +186,8 @@ def _pcapng_link_types(path: Path, handle: BinaryIO, size: int) -> list[int]:
             raise BadCaptureError(path, f"corrupt pcapng block at byte {offset} (length {length})")
         if offset + length > size:
             raise BadCaptureError(
-                path, f"header cut short: pcapng block at byte {offset} needs {length} bytes, {size - offset} left"
+                path,
+                f"header cut short: pcapng block at byte {offset} needs {length} bytes, {size - offset} left",
             )
         if block_type == _PCAPNG_IDB:
             body = _read_exact(path, handle, 2, "the pcapng interface description")
@@ -195,4 +208,6 @@ def _check_link_types(result: CaptureProbe) -> None:
             f"interfaces have different link types ({', '.join(link_type_label(lt) for lt in distinct)}); "
             f"unsupported: {', '.join(link_type_label(lt) for lt in unsupported)}; {supported}",
         )
-    raise BadCaptureError(result.path, f"unsupported link type {link_type_label(unsupported[0])}; {supported}")
+    raise BadCaptureError(
+        result.path, f"unsupported link type {link_type_label(unsupported[0])}; {supported}"
+    )

@@ -82,9 +82,7 @@ def parse_model(path: Path, layer: str) -> Model:
 def discover(sql_dir: Path) -> list[Model]:
     """All models under `sql_dir` (one folder per layer), in dependency order."""
     models = {
-        m.name: m
-        for path in sorted(sql_dir.glob("*/*.sql"))
-        for m in [parse_model(path, path.parent.name)]
+        m.name: m for path in sorted(sql_dir.glob("*/*.sql")) for m in [parse_model(path, path.parent.name)]
     }
     graph = {name: {d for d in m.depends_on if d in models} for name, m in models.items()}
     try:
@@ -153,7 +151,9 @@ def run_models(
             job=job,
             metadata={"model": str(model.path.name), "parameters": args},
         )
-        rows = spark.read.format("delta").load(entry.path(lake_root)).where(F.col("dataset") == dataset).count()
+        rows = (
+            spark.read.format("delta").load(entry.path(lake_root)).where(F.col("dataset") == dataset).count()
+        )
         runs.append(ModelRun(model.name, dataset, rows, version, time.monotonic() - started))
         log.info("%s: %d rows for dataset %s", model.name, rows, dataset)
     return runs
