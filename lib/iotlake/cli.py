@@ -41,12 +41,16 @@ def _spark(config: Config, app_name: str):
 
 
 def _print_frame(rows: list, columns: list[str], title: str | None = None) -> None:
+    """A rich table; piped output (logs, files) gets its natural width instead of being wrapped at 80."""
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=100_000).print(table, crop=False)
 
 
 @app.command()

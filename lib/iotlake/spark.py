@@ -91,6 +91,8 @@ def get_spark(
         # Python workers must run the interpreter that has iotlake installed (the venv), not the PATH one.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master or config.settings.spark_master)
+        # The catalog's database folder lives in the lake, not in whatever directory the job started from.
+        conf.setdefault("spark.sql.warehouse.dir", str(Path(config.lake_root, "_catalog").resolve()))
         log4j = config.conf_dir / "log4j2.properties"
         if log4j.is_file():
             conf.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log4j.resolve()}")

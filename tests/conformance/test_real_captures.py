@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conformance.tshark_oracle import capinfos_packets, ethernet_endpoints, is_group
+from tests.conformance.tshark_oracle import capinfos_packets, ethernet_endpoints, frames_matching, is_group
 from tests.conftest import require_tools, shared_file
 
 METRICS = ("frames", "bytes", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes")
@@ -50,6 +50,8 @@ def check_capture(spark, config, dataset: str, capture: Path, macs: Path, mac_of
     expected = {device: oracle[mac] for device, mac in mac_of.items() if mac in oracle}
     assert expected, "no device of the MAC map appears in the capture"
     assert actual == expected
+    for device, mac in mac_of.items():
+        assert actual.get(device, {}).get("frames", 0) == frames_matching(capture, f"eth.addr == {mac}")
 
 
 @pytest.mark.realdata

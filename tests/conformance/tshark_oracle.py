@@ -36,6 +36,17 @@ def ethernet_endpoints(path: Path, display_filter: str | None = None) -> dict[st
     return table
 
 
+def frames_matching(path: Path, display_filter: str) -> int:
+    """Frames of the capture that match a display filter, counted from `tshark -Y`."""
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.split())
+
+
 def is_group(mac: str) -> bool:
     """True for a multicast or broadcast MAC."""
     return int(mac[:2], 16) & 1 == 1

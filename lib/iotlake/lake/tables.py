@@ -76,7 +76,7 @@ def exists(spark: SparkSession, lake_root: str, entry: Table) -> bool:
 def register(spark: SparkSession, lake_root: str, entry: Table) -> None:
     """Register one existing table as `iotlake.<name>` in this session's catalog."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-    if not spark.catalog.tableExists(entry.name, DATABASE):
+    if not spark.catalog.tableExists(entry.qualified):
         spark.catalog.createTable(entry.qualified, path=entry.path(lake_root), source="delta")
 
 
