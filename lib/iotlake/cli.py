@@ -93,6 +93,9 @@ def build(
         list[str] | None, typer.Option("--dataset", help="dataset(s) to rebuild (default: all)")
     ] = None,
     interval: Annotated[int | None, typer.Option(help="interval length in seconds (default: 3600)")] = None,
+    alignment: Annotated[
+        str | None, typer.Option(help="interval origin: wall_clock, capture_start or device_first")
+    ] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="only these models")] = None,
     conf: ConfOption = None,
     lake: LakeOption = None,
@@ -102,7 +105,7 @@ def build(
 
     config = _config(conf, lake)
     started = time.monotonic()
-    runs = pipeline.build(_spark(config, "iotlake build"), config, dataset, interval, model)
+    runs = pipeline.build(_spark(config, "iotlake build"), config, dataset, interval, model, alignment)
     rows = [(r.dataset, r.table, r.rows, r.version, f"{r.seconds:.1f}s") for r in runs]
     _print_frame(rows, ["dataset", "table", "rows", "version", "time"], title="models built")
     console.print(f"built {len(runs)} model(s) in {time.monotonic() - started:.1f}s")
@@ -146,6 +149,29 @@ def sql(
         writer.writerows([list(r) for r in rows])
     else:
         _print_frame([list(r) for r in rows], columns)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Write gold tables in the file formats of earlier tools.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("volumes")
+def export_volumes(
+    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
+    output: Annotated[
+        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
+    ] = "pms",
+    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Export per-device interval volumes and the overall stats/distribution files."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    report = pipeline.export_volumes(_spark(config, "iotlake export"), config, dataset, profile, out, output)
+    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
 
 
 @app.command("tables")

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,6 +22,41 @@ from iotlake.names import check_name
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+
+
+# Flag columns of silver.device_packets a filter profile may exclude (see sql/silver/device_packets.sql).
+PacketFlag = Literal[
+    "retransmission",
+    "duplicate_ack",
+    "ack_lost_segment",
+    "dhcp",
+    "dhcpv6",
+    "icmp",
+    "icmpv6",
+    "igmp",
+    "dns",
+    "gateway",
+    "excluded",
+]
+PACKET_FLAGS: tuple[PacketFlag, ...] = get_args(PacketFlag)
+Alignment = Literal["wall_clock", "capture_start", "device_first"]
+
+
+class FilterProfile(BaseModel):
+    """A named packet filter: keep IP packets only or all, and drop packets carrying any excluded flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ip_only: bool = False
+    exclude: list[PacketFlag] = Field(default_factory=list)
+
+
+def _default_profiles() -> dict[str, FilterProfile]:
+    return {
+        "passive": FilterProfile(ip_only=True, exclude=list(PACKET_FLAGS)),
+        "passive_with_dns": FilterProfile(ip_only=True, exclude=[f for f in PACKET_FLAGS if f != "dns"]),
+        "all": FilterProfile(),
+    }
 
 
 class Settings(BaseModel):
@@ -35,6 +70,16 @@ class Settings(BaseModel):
     chunk_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     chunk_packets: int = Field(default=1_000_000, ge=1000)
     interval_s: int = Field(default=3600, ge=1)
+    alignment: Alignment = "wall_clock"
+    profiles: dict[str, FilterProfile] = Field(default_factory=_default_profiles, min_length=1)
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, values: dict[str, FilterProfile]) -> dict[str, FilterProfile]:
+        for name in values:
+            check_name("profile", name)
+        return values
+
     delta_jars: Literal["auto", "packages", "local"] = "auto"
     local_prefixes: list[str] = Field(
         default_factory=lambda: [

@@ -10,16 +10,19 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from iotlake.capture.extract import CaptureSpec, extract_captures
-from iotlake.config import Config, Device, SiteConfig, find_captures, load_macs, load_site
+from iotlake.config import Alignment, Config, Device, SiteConfig, find_captures, load_macs, load_site
 from iotlake.errors import IotlakeError
+from iotlake.export import pms
+from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
 from iotlake.lake.writer import write_table
-from iotlake.models.runner import ModelRun, run_models
+from iotlake.models.runner import ModelRun, declare, discover, run_models
 from iotlake.names import check_name, safe_name
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,7 @@ def build(
     datasets: list[str] | None = None,
     interval_s: int | None = None,
     only: list[str] | None = None,
+    alignment: str | None = None,
 ) -> list[ModelRun]:
     """Rebuild the SQL models for the given datasets (default: every dataset in the lake)."""
     present = datasets_in_lake(spark, config)
@@ -182,32 +186,74 @@ def build(
             raise IotlakeError(
                 config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})"
             )
-    parameters = {"interval_s": interval_s or config.settings.interval_s}
+    alignment = alignment or config.settings.alignment
+    if alignment not in get_args(Alignment):
+        raise IotlakeError(
+            "--alignment", f"unknown interval alignment {alignment!r}: use {', '.join(get_args(Alignment))}"
+        )
+    parameters = {"interval_s": interval_s or config.settings.interval_s, "alignment": alignment}
+    views = {"filter_profiles": filter_profiles(spark, config)}
     runs: list[ModelRun] = []
     for name in datasets or present:
-        runs += run_models(spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only)
+        runs += run_models(
+            spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only, views=views
+        )
     return runs
 
 
-def device_summary(spark: SparkSession, config: Config, dataset: str) -> DataFrame:
-    """Per device: frames and bytes, Tx/Rx and LAN/WAN, summed over the dataset's interval volumes."""
-    volumes = spark.read.format("delta").load(tables.table("interval_volumes").path(config.lake_root))
-    volumes = volumes.where(F.col("dataset") == dataset)
+def filter_profiles(spark: SparkSession, config: Config) -> DataFrame:
+    """The filter profiles of conf/iotlake.yaml as rows (profile, ip_only, exclude) for the gold models."""
+    rows = [(name, p.ip_only, list(p.exclude)) for name, p in config.settings.profiles.items()]
+    return spark.createDataFrame(rows, "profile STRING, ip_only BOOLEAN, exclude ARRAY<STRING>")
 
-    def scoped(scope: str, metric: str) -> F.Column:
-        return F.sum(F.when(F.col("scope") == scope, F.col(metric)).otherwise(0)).alias(
-            f"{scope.lower()}_{metric}"
-        )
+
+def device_summary(spark: SparkSession, config: Config, dataset: str, profile: str = "all") -> DataFrame:
+    """Per device, over all its captures: frames and bytes, Tx/Rx and LAN/WAN, from `volume_stats`."""
+    stats = spark.read.format("delta").load(tables.table("volume_stats").path(config.lake_root))
+    stats = stats.where(
+        (F.col("dataset") == dataset) & (F.col("capture") == "*") & (F.col("profile") == profile)
+    )
+
+    def pick(scope: str, column: str, alias: str) -> F.Column:
+        return F.sum(F.when(F.col("scope") == scope, F.col(column))).alias(alias)
 
     return (
-        volumes.groupBy("site", "device")
+        stats.groupBy("site", "device")
         .agg(
-            scoped("ALL", "frames"),
-            scoped("ALL", "bytes"),
-            F.sum(F.when(F.col("scope") == "ALL", F.col("tx_frames")).otherwise(0)).alias("tx_frames"),
-            F.sum(F.when(F.col("scope") == "ALL", F.col("rx_frames")).otherwise(0)).alias("rx_frames"),
-            scoped("LAN", "frames"),
-            scoped("WAN", "frames"),
+            pick("ALL", "frames_total", "frames"),
+            pick("ALL", "bytes_total", "bytes"),
+            pick("ALL", "tx_frames_total", "tx"),
+            pick("ALL", "rx_frames_total", "rx"),
+            pick("LAN", "frames_total", "lan"),
+            pick("WAN", "frames_total", "wan"),
+            F.round(pick("ALL", "frames_mean", "x"), 1).alias("frames/interval"),
+            F.round(pick("ALL", "frames_cov", "x"), 3).alias("cov"),
         )
         .orderBy("site", "device")
     )
+
+
+def export_volumes(
+    spark: SparkSession, config: Config, dataset: str, profile: str, out_dir: Path, output: str = "pms"
+) -> ExportReport:
+    """Export one dataset's volume tables in an earlier tool's file format (only `pms` so far)."""
+    if output != "pms":
+        raise IotlakeError("--format", f"unknown export format {output!r}: use pms")
+    if profile not in config.settings.profiles:
+        known = ", ".join(config.settings.profiles)
+        raise IotlakeError(
+            config.conf_dir / "iotlake.yaml", f"unknown filter profile {profile!r} (known: {known})"
+        )
+    declare(discover(config.project_dir / "sql"))
+    check_built(spark, config, dataset, "volume_stats")
+    return pms.export_volumes(spark, config.lake_root, dataset, profile, out_dir)
+
+
+def check_built(spark: SparkSession, config: Config, dataset: str, table: str) -> None:
+    """Raise a one-line error unless `table` exists and holds rows of `dataset`."""
+    entry = tables.table(table)
+    path = entry.path(config.lake_root)
+    if not tables.exists(spark, config.lake_root, entry):
+        raise IotlakeError(path, f"table {table} does not exist yet: run `iotlake build`")
+    if spark.read.format("delta").load(path).where(F.col("dataset") == dataset).isEmpty():
+        raise IotlakeError(path, f"unknown dataset {dataset!r}: no rows in {table}")

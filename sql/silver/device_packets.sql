@@ -5,7 +5,8 @@
 -- Direction is by MAC (tx: the device's MAC is the Ethernet source; rx: the destination), so group-addressed
 -- frames of other hosts do not belong to the device. Scope is LAN when the frame is group-addressed at layer 2,
 -- has no IP layer (ARP and other link-local protocols), or both addresses are local (built-in ranges of
--- conf/iotlake.yaml plus the site's prefixes); WAN otherwise. The flag columns feed the filter profiles.
+-- conf/iotlake.yaml plus the site's prefixes); WAN otherwise. The flag columns feed the filter profiles
+-- (conf/iotlake.yaml), which the gold models apply.
 WITH packets AS (
   SELECT * FROM iotlake.packets WHERE dataset = :dataset
 ),
@@ -49,17 +50,33 @@ SELECT
   CASE WHEN t.direction = 'tx' THEN t.dst_port ELSE t.src_port END AS remote_port,
   t.protocol, t.protocols,
   t.ip_version IS NOT NULL AS is_ip,
-  t.tcp_retransmission AS is_retransmission,
-  t.tcp_duplicate_ack AS is_duplicate_ack,
-  t.tcp_ack_lost_segment AS is_ack_lost_segment,
-  t.protocols RLIKE '(^|:)dhcp(:|$)' AS is_dhcp,
-  t.protocols RLIKE '(^|:)dhcpv6(:|$)' AS is_dhcpv6,
-  t.protocols RLIKE '(^|:)icmp(:|$)' AS is_icmp,
-  t.protocols RLIKE '(^|:)icmpv6(:|$)' AS is_icmpv6,
-  t.protocols RLIKE '(^|:)igmp(:|$)' AS is_igmp,
-  t.protocols RLIKE '(^|:)dns(:|$)' AS is_dns,
-  coalesce(s.is_gateway, false) OR coalesce(d.is_gateway, false) AS with_gateway,
-  coalesce(s.is_excluded, false) OR coalesce(d.is_excluded, false) AS with_excluded
+  -- The flags a filter profile may exclude (conf/iotlake.yaml `profiles`), as booleans and as one array.
+  f.is_retransmission, f.is_duplicate_ack, f.is_ack_lost_segment, f.is_dhcp, f.is_dhcpv6, f.is_icmp,
+  f.is_icmpv6, f.is_igmp, f.is_dns, f.with_gateway, f.with_excluded,
+  array_compact(array(
+    CASE WHEN f.is_retransmission THEN 'retransmission' END,
+    CASE WHEN f.is_duplicate_ack THEN 'duplicate_ack' END,
+    CASE WHEN f.is_ack_lost_segment THEN 'ack_lost_segment' END,
+    CASE WHEN f.is_dhcp THEN 'dhcp' END,
+    CASE WHEN f.is_dhcpv6 THEN 'dhcpv6' END,
+    CASE WHEN f.is_icmp THEN 'icmp' END,
+    CASE WHEN f.is_icmpv6 THEN 'icmpv6' END,
+    CASE WHEN f.is_igmp THEN 'igmp' END,
+    CASE WHEN f.is_dns THEN 'dns' END,
+    CASE WHEN f.with_gateway THEN 'gateway' END,
+    CASE WHEN f.with_excluded THEN 'excluded' END)) AS flags
 FROM attributed t
 LEFT JOIN classified s ON s.site = t.site AND s.ip = t.src_ip
 LEFT JOIN classified d ON d.site = t.site AND d.ip = t.dst_ip
+LATERAL VIEW inline(array(named_struct(
+  'is_retransmission', coalesce(t.tcp_retransmission, false),
+  'is_duplicate_ack', coalesce(t.tcp_duplicate_ack, false),
+  'is_ack_lost_segment', coalesce(t.tcp_ack_lost_segment, false),
+  'is_dhcp', t.protocols RLIKE '(^|:)dhcp(:|$)',
+  'is_dhcpv6', t.protocols RLIKE '(^|:)dhcpv6(:|$)',
+  'is_icmp', t.protocols RLIKE '(^|:)icmp(:|$)',
+  'is_icmpv6', t.protocols RLIKE '(^|:)icmpv6(:|$)',
+  'is_igmp', t.protocols RLIKE '(^|:)igmp(:|$)',
+  'is_dns', t.protocols RLIKE '(^|:)dns(:|$)',
+  'with_gateway', coalesce(s.is_gateway, false) OR coalesce(d.is_gateway, false),
+  'with_excluded', coalesce(s.is_excluded, false) OR coalesce(d.is_excluded, false)))) f

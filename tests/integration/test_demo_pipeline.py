@@ -75,8 +75,11 @@ def test_captures_table_records_manifest(spark, demo_lake, demo_dir, truth) -> N
             assert row["tshark_version"]
 
 
-def test_interval_volumes_equal_ground_truth(spark, demo_lake, truth) -> None:
-    rows = spark.table("iotlake.interval_volumes").where("dataset = 'demo'").collect()
+@pytest.mark.parametrize("profile", ["all", "passive"])
+def test_interval_volumes_equal_ground_truth(spark, demo_lake, truth, profile) -> None:
+    rows = (
+        spark.table("iotlake.interval_volumes").where("dataset = 'demo'").where(F.col("profile") == profile)
+    ).collect()
     actual = {
         (r["site"], r["capture"], r["device"], r["scope"], int(r["interval_start"].timestamp())): tuple(
             r[m] for m in METRICS
@@ -87,27 +90,29 @@ def test_interval_volumes_equal_ground_truth(spark, demo_lake, truth) -> None:
     for site, site_truth in truth["sites"].items():
         for capture, capture_truth in site_truth["captures"].items():
             for device, device_truth in capture_truth["devices"].items():
-                for scope, intervals in device_truth["intervals"]["all"].items():
+                for scope, intervals in device_truth["intervals"][profile].items():
                     for interval in intervals:
                         key = (site, capture, device, scope, interval["start"])
                         expected[key] = tuple(interval[m] for m in METRICS)
     assert actual == expected
 
 
-def test_device_totals_equal_ground_truth(spark, config, demo_lake, truth) -> None:
+@pytest.mark.parametrize("profile", ["all", "passive"])
+def test_device_totals_equal_ground_truth(spark, config, demo_lake, truth, profile) -> None:
     from iotlake.pipeline import device_summary
 
-    summary = {(r["site"], r["device"]): r for r in device_summary(spark, config, "demo").collect()}
+    summary = {(r["site"], r["device"]): r for r in device_summary(spark, config, "demo", profile).collect()}
     for site, site_truth in truth["sites"].items():
         for device in site_truth["devices"]:
             totals = [
-                c["devices"][device]["totals"]["all"]
+                c["devices"][device]["totals"][profile]
                 for c in site_truth["captures"].values()
                 if device in c["devices"]
             ]
             row = summary[(site, device)]
-            assert row["all_frames"] == sum(t["ALL"]["frames"] for t in totals)
-            assert row["all_bytes"] == sum(t["ALL"]["bytes"] for t in totals)
-            assert row["lan_frames"] == sum(t["LAN"]["frames"] for t in totals)
-            assert row["wan_frames"] == sum(t["WAN"]["frames"] for t in totals)
-            assert row["tx_frames"] + row["rx_frames"] == row["all_frames"]
+            assert row["frames"] == sum(t["ALL"]["frames"] for t in totals)
+            assert row["bytes"] == sum(t["ALL"]["bytes"] for t in totals)
+            assert row["tx"] == sum(t["ALL"]["tx_frames"] for t in totals)
+            assert row["rx"] == sum(t["ALL"]["rx_frames"] for t in totals)
+            assert row["lan"] == sum(t["LAN"]["frames"] for t in totals)
+            assert row["wan"] == sum(t["WAN"]["frames"] for t in totals)

@@ -1243,10 +1243,10 @@ def _device_truth(cap: _Capture, dev: _Host, frames: list[_Frame]) -> dict[str, 
             counts[0] += 1
             counts[1] += size
     names = cap.names[dev.name]
-    # One row per hour from the device's first to its last frame (any profile), zeros included.
-    hours = range(min(buckets["all"]), max(buckets["all"]) + INTERVAL_S, INTERVAL_S) if buckets["all"] else []
+    # Per profile, one row per hour from the device's first to its last kept frame, zeros included.
     intervals: dict[str, dict[str, list[dict[str, int]]]] = {p: {s: [] for s in SCOPES} for p in PROFILES}
     for profile, rows in buckets.items():
+        hours = range(min(rows), max(rows) + INTERVAL_S, INTERVAL_S) if rows else []
         for start in hours:
             row = rows.get(start, {s: _zero() for s in SCOPES})
             for s in SCOPES:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from iotlake.errors import IotlakeError
@@ -125,11 +125,17 @@ def run_models(
     parameters: Mapping[str, object],
     only: Iterable[str] | None = None,
     job: str = "build_models",
+    views: Mapping[str, DataFrame] | None = None,
 ) -> list[ModelRun]:
-    """Build every model (or those in `only`) for one dataset, in dependency order."""
+    """Build every model (or those in `only`) for one dataset, in dependency order.
+
+    `views` are registered as temporary views first: inputs that come from config rather than the lake.
+    """
     models = discover(sql_dir)
     declare(models)
     register_functions(spark, sql_dir)
+    for name, frame in (views or {}).items():
+        frame.createOrReplaceTempView(name)
     tables.register_all(spark, lake_root)
     wanted = set(only) if only else None
     runs = []
