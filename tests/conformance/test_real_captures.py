@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conformance.tshark_oracle import capinfos_packets, ethernet_endpoints, frames_matching, is_group
+from tests.conformance.tshark_oracle import (
+    PASSIVE,
+    capinfos_packets,
+    device_io_stat,
+    ethernet_endpoints,
+    frames_matching,
+    is_group,
+)
 from tests.conftest import require_tools, shared_file
 
 METRICS = ("frames", "bytes", "tx_frames", "tx_bytes", "rx_frames", "rx_bytes")
@@ -19,7 +26,7 @@ def ingest_file(spark, config, dataset: str, capture: Path, macs: Path) -> None:
 
     plans = pipeline.plan_files(config, dataset, "site1", [capture], macs, None)
     pipeline.ingest(spark, config, dataset, plans, progress=False)
-    pipeline.build(spark, config, [dataset])
+    pipeline.build(spark, config, [dataset], alignment="capture_start")
 
 
 def device_metrics(spark, dataset: str) -> dict[str, dict[str, int]]:
@@ -52,6 +59,38 @@ def check_capture(spark, config, dataset: str, capture: Path, macs: Path, mac_of
     assert actual == expected
     for device, mac in mac_of.items():
         assert actual.get(device, {}).get("frames", 0) == frames_matching(capture, f"eth.addr == {mac}")
+    check_hourly_volumes(spark, dataset, capture, mac_of)
+
+
+def check_hourly_volumes(spark, dataset: str, capture: Path, mac_of: dict[str, str]) -> None:
+    """Every device, profile, scope and hour equals tshark's io,stat with the equivalent display filters."""
+    volumes = (
+        spark.table("iotlake.interval_volumes")
+        .where(F.col("dataset") == dataset)
+        .join(
+            spark.table("iotlake.captures").select("dataset", "site", "capture", "first_ts"),
+            ["dataset", "site", "capture"],
+        )
+        .withColumn(
+            "offset", F.round(F.unix_micros("interval_start") - F.unix_micros("first_ts")) / 1_000_000
+        )
+        .collect()
+    )
+    ours: dict[tuple, tuple[int, ...]] = {
+        (r["device"], r["profile"], r["scope"], int(r["offset"])): tuple(r[m] for m in METRICS)
+        for r in volumes
+    }
+    profiles = {"all": "frame", "passive": PASSIVE}
+    compared = 0
+    for profile, profile_filter in profiles.items():
+        for device, mac in mac_of.items():
+            for scope, rows in device_io_stat(capture, mac, profile_filter).items():
+                for start, metrics in rows.items():
+                    key = (device, profile, scope, start)
+                    assert ours.get(key, (0,) * 6) == metrics, key
+                    compared += key in ours
+    # every row of ours for these profiles was compared with an io,stat row
+    assert compared == sum(key[1] in profiles for key in ours)
 
 
 @pytest.mark.realdata
@@ -66,10 +105,13 @@ def test_pingpong_home_capture(spark, config, tmp_path) -> None:
 
 
 @pytest.mark.realdata
-def test_labeled_week_long_capture(spark, config) -> None:
+@pytest.mark.parametrize("name", ["blink-cam-01", "lockly-hub-01", "schlage-lock-01"])
+def test_labeled_week_long_capture(spark, config, name) -> None:
     require_tools("tshark", "capinfos")
-    capture = shared_file("labeled-iot-captures/schlage-lock-01.pcap")
+    capture = shared_file(f"labeled-iot-captures/{name}.pcap")
     devices_csv = shared_file("labeled-iot-captures/devices.csv")
+    seen = ethernet_endpoints(capture)
     with devices_csv.open(newline="") as handle:
         mac_of = {row["device"]: row["mac"].strip().lower() for row in csv.DictReader(handle)}
-    check_capture(spark, config, "labeled", capture, devices_csv, mac_of)
+    mac_of = {device: mac for device, mac in mac_of.items() if mac in seen}
+    check_capture(spark, config, f"labeled-{name}", capture, devices_csv, mac_of)
