@@ -218,7 +218,11 @@ def demo(
     runs = pipeline.build(spark, config, ["demo"])
     console.print(", ".join(f"{r.table}: {r.rows} rows" for r in runs))
     summary = pipeline.device_summary(spark, config, "demo")
-    _print_frame([list(r) for r in summary.collect()], summary.columns, title="demo: traffic per device")
+    _print_frame(
+        [list(r) for r in summary.collect()],
+        summary.columns,
+        title="demo: traffic per device over its captures (profile all)",
+    )
     console.print(f"lake: {config.lake_root} — done in {time.monotonic() - started:.0f}s")
 
 

@@ -296,7 +296,7 @@ def test_pms_export_headers_match_the_earlier_files(spark, config, handbuilt, tm
     # Headers as the reference gives them (passive-mode-study §3.4, §4.1).
     interval_header = "Device,StartTime,Frames,Bytes,TxFrames,TxBytes,RxFrames,RxBytes"
     for suffix in ("", "-LAN", "-WAN"):
-        path = tmp_path / f"capture1-split-plug{suffix}-stats.csv"
+        path = tmp_path / f"lab-capture1-split-plug{suffix}-stats.csv"
         lines = path.read_text().splitlines()
         assert lines[0] == interval_header
         assert lines[1].startswith("plug (lab-1),0,")
@@ -306,4 +306,4 @@ def test_pms_export_headers_match_the_earlier_files(spark, config, handbuilt, tm
     dist = list(csv.reader((tmp_path / "overall-distribution.csv").open()))
     assert len(dist[0]) == 35 and dist[0][-2:] == ["WanRxByteTotal", "WanRxBytePct"]
     assert {row[0] for row in dist[1:]} == {"plug (lab)", "cam (lab)"}
-    assert report.devices == 2
+    assert report.devices == 2 and report.files == 2 * 3 + 2  # two devices × ALL/LAN/WAN, two overall files

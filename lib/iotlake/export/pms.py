@@ -1,7 +1,7 @@
 """Volume exports in the Passive-Mode-Study formats: per-device hourly `*-stats.csv` files and the overall files.
 
 File layouts and headers follow the earlier tool (reference passive-mode-study §3.4, §4.1): per device and
-capture `<capture>-split-<device>[-LAN|-WAN]-stats.csv` with `Device,StartTime,Frames,…`, where StartTime is
+capture `<site>-<capture>-split-<device>[-LAN|-WAN]-stats.csv` with `Device,StartTime,Frames,…`, where StartTime is
 seconds from the device's first interval; `overall-stats.csv` and `overall-distribution.csv` over each
 device's captures concatenated (capture '*' of volume_stats and traffic_distribution).
 """
@@ -88,7 +88,7 @@ def export_volumes(
     for (site, capture, device, scope), rows in groups.items():
         label = f"{device} ({site}-{ordinal[(site, capture)]})"
         first = rows[0]["interval_start"]
-        path = out_dir / f"{capture}-split-{device}{SCOPE_SUFFIX[scope]}-stats.csv"
+        path = out_dir / f"{site}-{capture}-split-{device}{SCOPE_SUFFIX[scope]}-stats.csv"
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(INTERVAL_HEADER)
