@@ -151,6 +151,25 @@ def sql(
         _print_frame([list(r) for r in rows], columns)
 
 
+@app.command()
+def enrich(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) (default: all)")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="look cached addresses up again")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Look up the owners (AS, network, organisation) of remote public IPs into the ip_owners cache."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    report = pipeline.enrich(_spark(config, "iotlake enrich"), config, dataset, refresh)
+    source = "RDAP" if report.rdap_reachable else "offline ASN data (RDAP unreachable)"
+    console.print(
+        f"{report.requested} public addresses: {report.cached} cached, {report.online} looked up online, "
+        f"{report.offline} from offline data; {report.unknown} unknown — source: {source}"
+    )
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Write gold tables in the file formats of earlier tools.")
 app.add_typer(export_app, name="export")
 

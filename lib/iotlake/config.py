@@ -59,6 +59,19 @@ def _default_profiles() -> dict[str, FilterProfile]:
     }
 
 
+class EnrichSettings(BaseModel):
+    """`enrich:` in iotlake.yaml: how IP owners are looked up (RDAP online, offline ASN data otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rdap: bool = True
+    probe_host: str = "rdap.arin.net"
+    timeout_s: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    rate_per_s: float = Field(default=2.0, gt=0)
+    parallelism: int = Field(default=4, ge=1)
+
+
 class Settings(BaseModel):
     """`conf/iotlake.yaml`: where the lake lives and how jobs run."""
 
@@ -71,6 +84,7 @@ class Settings(BaseModel):
     chunk_packets: int = Field(default=1_000_000, ge=1000)
     interval_s: int = Field(default=3600, ge=1)
     alignment: Alignment = "wall_clock"
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     profiles: dict[str, FilterProfile] = Field(default_factory=_default_profiles, min_length=1)
 
     @field_validator("profiles")

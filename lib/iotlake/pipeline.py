@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -17,11 +17,12 @@ from pyspark.sql import functions as F
 
 from iotlake.capture.extract import CaptureSpec, extract_captures
 from iotlake.config import Alignment, Config, Device, SiteConfig, find_captures, load_macs, load_site
+from iotlake.enrich import owners
 from iotlake.errors import IotlakeError
 from iotlake.export import pms
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
-from iotlake.lake.writer import write_table
+from iotlake.lake.writer import upsert_table, write_table
 from iotlake.models.runner import ModelRun, declare, discover, run_models
 from iotlake.names import check_name, safe_name
 
@@ -257,3 +258,45 @@ def check_built(spark: SparkSession, config: Config, dataset: str, table: str) -
         raise IotlakeError(path, f"table {table} does not exist yet: run `iotlake build`")
     if spark.read.format("delta").load(path).where(F.col("dataset") == dataset).isEmpty():
         raise IotlakeError(path, f"unknown dataset {dataset!r}: no rows in {table}")
+
+
+def enrich(
+    spark: SparkSession, config: Config, datasets: list[str] | None = None, refresh: bool = False
+) -> owners.LookupReport:
+    """Fill the ip_owners cache for the remote public addresses of the datasets' device packets."""
+    declare(discover(config.project_dir / "sql"))
+    present = datasets_in_lake(spark, config)
+    for name in datasets or []:
+        if name not in present:
+            raise IotlakeError(config.lake_root, f"unknown dataset {name!r}: not in the lake")
+    source = tables.table("device_packets")
+    if not tables.exists(spark, config.lake_root, source):
+        raise IotlakeError(
+            source.path(config.lake_root), "table device_packets does not exist yet: run `iotlake build`"
+        )
+    packets = spark.read.format("delta").load(source.path(config.lake_root))
+    if datasets:
+        packets = packets.where(F.col("dataset").isin(datasets))
+    ips = [r["remote_ip"] for r in packets.where("scope = 'WAN'").select("remote_ip").distinct().collect()]
+    entry = tables.table("ip_owners")
+    cached: set[str] = set()
+    if not refresh and tables.exists(spark, config.lake_root, entry):
+        found = spark.read.format("delta").load(entry.path(config.lake_root)).where("status = 'found'")
+        cached = {r["ip"] for r in found.select("ip").collect()}
+    settings = config.settings.enrich
+    online = settings.rdap and owners.rdap_reachable(settings.probe_host, settings.timeout_s)
+    found_owners, report = owners.lookup_owners(
+        [ip for ip in ips if ip],
+        cached,
+        online,
+        settings.parallelism,
+        settings.rate_per_s,
+        settings.timeout_s,
+        settings.retries,
+    )
+    if found_owners:
+        frame = spark.createDataFrame(owners.as_rows(found_owners), owners.OWNER_SCHEMA)
+        upsert_table(
+            frame, entry, config.lake_root, ["ip"], job="enrich", metadata={"report": asdict(report)}
+        )
+    return report

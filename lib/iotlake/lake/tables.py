@@ -46,7 +46,17 @@ BRONZE = (
     ),
 )
 
-_tables: dict[str, Table] = {t.name: t for t in BRONZE}
+# Tables filled by enrichment jobs rather than SQL models: caches that span datasets.
+ENRICHMENT = (
+    Table(
+        "ip_owners",
+        "silver",
+        (),
+        "one row per public IP address: its owner (AS, network, organisation), the source and the lookup time",
+    ),
+)
+
+_tables: dict[str, Table] = {t.name: t for t in (*BRONZE, *ENRICHMENT)}
 
 
 def table(name: str) -> Table:

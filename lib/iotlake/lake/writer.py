@@ -74,3 +74,50 @@ def write_table(
     register(spark, lake_root, entry)
     log.info("wrote %s version %s (%s)", entry.qualified, version, replace_predicate(scope))
     return int(version)
+
+
+def upsert_table(
+    df: DataFrame,
+    entry: Table,
+    lake_root: str,
+    keys: Sequence[str],
+    job: str,
+    metadata: Mapping[str, object] | None = None,
+) -> int:
+    """MERGE `df` into a keyed table (update matching keys, insert new ones) in one commit; returns the version.
+
+    For caches such as ip_owners, which grow across runs and datasets instead of being rebuilt per dataset.
+    """
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    path = entry.path(lake_root)
+    info = json.dumps(
+        {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})},
+        sort_keys=True,
+        default=str,
+    )
+    if not DeltaTable.isDeltaTable(spark, path):
+        df.write.format("delta").option("userMetadata", info).save(path)
+    else:
+        condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        previous = spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None)
+        spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", info)
+        try:
+            (
+                DeltaTable.forPath(spark, path)
+                .alias("t")
+                .merge(df.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            if previous is None:
+                spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+            else:
+                spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", previous)
+    version = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    register(spark, lake_root, entry)
+    log.info("merged into %s version %s", entry.qualified, version)
+    return int(version)
