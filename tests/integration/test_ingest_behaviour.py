@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
+
 from iotlake.cli import main
 from iotlake.lake import tables
-
 from tests.conftest import REPO
 
 BRONZE = ("packets", "captures", "devices", "sites", "site_prefixes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from iotlake.config import load_config, load_macs, load_registry, load_settings, load_site
 from iotlake.errors import IotlakeError
 

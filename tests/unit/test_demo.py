@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from iotlake.capture.demo import _l4_frame, _Nic, generate_demo
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+
+from iotlake.capture.demo import _l4_frame, _Nic, generate_demo
 
 CAPTURES = [(site, cap) for site in ("home1", "home2") for cap in ("capture1", "capture2")]
 LOCAL_V4 = (

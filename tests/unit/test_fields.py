@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from iotlake.capture.fields import COLUMNS, FIELDS, by_column, tshark_field_args
-from iotlake.capture.tshark import export_fields
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+
+from iotlake.capture.fields import COLUMNS, FIELDS, by_column, tshark_field_args
+from iotlake.capture.tshark import export_fields
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 

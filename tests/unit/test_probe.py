@@ -6,11 +6,12 @@ import struct
 from pathlib import Path
 
 import pytest
-from iotlake.capture.probe import SUPPORTED_LINK_TYPES, CaptureProbe, probe
-from iotlake.errors import BadCaptureError
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import CookedLinux, Ether
 from scapy.utils import PcapWriter, wrpcap, wrpcapng
+
+from iotlake.capture.probe import SUPPORTED_LINK_TYPES, CaptureProbe, probe
+from iotlake.errors import BadCaptureError
 
 
 def _packets(count: int = 3) -> list:

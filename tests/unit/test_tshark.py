@@ -14,6 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.utils import wrpcap, wrpcapng
+
 from iotlake.capture.extract import CaptureSpec, extract_captures, landing_dir
 from iotlake.capture.fields import COLUMNS, FIELDS
 from iotlake.capture.tshark import (
@@ -24,10 +29,6 @@ from iotlake.capture.tshark import (
     tshark_version,
 )
 from iotlake.errors import BadCaptureError, IotlakeError
-from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import ARP, Ether
-from scapy.utils import wrpcap, wrpcapng
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(tool) is None for tool in ("tshark", "editcap", "gzip")),
