@@ -27,3 +27,20 @@ CREATE OR REPLACE TEMPORARY FUNCTION ip_hex(ip STRING) RETURNS STRING RETURN
 -- True for a group (multicast or broadcast) MAC: the I/G bit of the first octet.
 CREATE OR REPLACE TEMPORARY FUNCTION is_group_mac(mac STRING) RETURNS BOOLEAN RETURN
   mac IS NOT NULL AND conv(substr(mac, 1, 2), 16, 10) % 2 = 1;
+
+-- True when a host name is the domain or under it, on label boundaries: in_domain('a.example.com',
+-- 'example.com') is true, in_domain('badexample.com', 'example.com') is false.
+CREATE OR REPLACE TEMPORARY FUNCTION in_domain(name STRING, domain STRING) RETURNS BOOLEAN RETURN
+  lower(name) = lower(domain) OR endswith(lower(name), concat('.', lower(domain)));
+
+-- True when a host name matches a certificate name (CN or SAN dNSName): equal, or a leading '*' wildcard
+-- standing for exactly one label ('*.example.com' matches 'a.example.com', not 'a.b.example.com' or
+-- 'badexample.com').
+CREATE OR REPLACE TEMPORARY FUNCTION cert_name_matches(name STRING, pattern STRING) RETURNS BOOLEAN RETURN
+  CASE
+    WHEN pattern LIKE '*.%' THEN
+      endswith(lower(name), lower(substr(pattern, 2)))
+      AND length(name) > length(pattern) - 1
+      AND instr(substr(lower(name), 1, length(name) - length(pattern) + 1), '.') = 0
+    ELSE lower(name) = lower(pattern)
+  END;

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pyspark.errors import PySparkException
 from rich.console import Console
 from rich.table import Table
 
 from iotlake.config import Config, load_config
 from iotlake.errors import IotlakeError
 
+log = logging.getLogger(__name__)
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="iotlake: PCAP captures → Delta lake → SQL."
 )
@@ -255,13 +258,21 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except (
+        typer.TyperException
+    ) as exc:  # usage errors: the message and exit status of the command line parser
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            errors.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except PySparkException as exc:
+        # A Spark failure the checks above did not foresee: its first line, not a Java stack; details in the log.
+        log.debug("Spark error", exc_info=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        errors.print(f"[bold red]error:[/] spark: {first}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,50 @@ def load_settings(path: Path) -> Settings:
     return _validated(Settings, _load_yaml(path), path) if path.exists() else Settings()
 
 
+class PartyRule(BaseModel):
+    """Domains (matched on label boundaries) and AS/organisation names of one party."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[str] = Field(default_factory=list)
+    orgs: list[str] = Field(default_factory=list)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            domain = str(value).strip().lower().strip(".")
+            if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", domain):
+                raise ValueError(f"invalid domain {value!r}")
+            out.append(domain)
+        return out
+
+
+class EndpointRules(BaseModel):
+    """`conf/endpoint_rules.yaml`: first-party domains and orgs per device vendor, and the support parties."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_party: dict[str, PartyRule] = Field(default_factory=dict)
+    support: PartyRule = Field(default_factory=PartyRule)
+
+    def rows(self) -> list[tuple[str, str | None, str, str]]:
+        """The rules as (party, vendor, kind, value) rows for the `party_rules` view of the endpoint models."""
+        rows: list[tuple[str, str | None, str, str]] = []
+        for vendor, rule in self.first_party.items():
+            rows += [("First", vendor.lower(), "domain", d) for d in rule.domains]
+            rows += [("First", vendor.lower(), "org", o.upper()) for o in rule.orgs]
+        rows += [("Support", None, "domain", d) for d in self.support.domains]
+        rows += [("Support", None, "org", o.upper()) for o in self.support.orgs]
+        return rows
+
+
+def load_endpoint_rules(path: Path) -> EndpointRules:
+    """The endpoint party rules; none (everything remote is Third) when the file is absent."""
+    return _validated(EndpointRules, _load_yaml(path), path) if path.is_file() else EndpointRules()
+
+
 def load_site(path: Path | None) -> SiteConfig:
     """A site's config; an empty one (built-in local ranges only) when there is no file."""
     return _validated(SiteConfig, _load_yaml(path), path) if path else SiteConfig()

@@ -16,13 +16,22 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from iotlake.capture.extract import CaptureSpec, extract_captures
-from iotlake.config import Alignment, Config, Device, SiteConfig, find_captures, load_macs, load_site
+from iotlake.config import (
+    Alignment,
+    Config,
+    Device,
+    SiteConfig,
+    find_captures,
+    load_endpoint_rules,
+    load_macs,
+    load_site,
+)
 from iotlake.enrich import owners
 from iotlake.errors import IotlakeError
 from iotlake.export import pms
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
-from iotlake.lake.writer import upsert_table, write_table
+from iotlake.lake.writer import ensure_table, upsert_table, write_table
 from iotlake.models.runner import ModelRun, declare, discover, run_models
 from iotlake.names import check_name, safe_name
 
@@ -193,7 +202,14 @@ def build(
             "--alignment", f"unknown interval alignment {alignment!r}: use {', '.join(get_args(Alignment))}"
         )
     parameters = {"interval_s": interval_s or config.settings.interval_s, "alignment": alignment}
-    views = {"filter_profiles": filter_profiles(spark, config)}
+    views = {
+        "filter_profiles": filter_profiles(spark, config),
+        "party_rules": spark.createDataFrame(
+            load_endpoint_rules(config.conf_dir / "endpoint_rules.yaml").rows(),
+            "party STRING, vendor STRING, kind STRING, value STRING",
+        ),
+    }
+    ensure_table(spark, tables.table("ip_owners"), config.lake_root, owners.OWNER_SCHEMA)
     runs: list[ModelRun] = []
     for name in datasets or present:
         runs += run_models(

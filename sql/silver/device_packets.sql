@@ -46,6 +46,7 @@ SELECT
   END AS scope,
   t.ip_version, t.transport,
   CASE WHEN t.direction = 'tx' THEN t.dst_ip ELSE t.src_ip END AS remote_ip,
+  CASE WHEN t.direction = 'tx' THEN t.eth_dst ELSE t.eth_src END AS peer_mac,
   CASE WHEN t.direction = 'tx' THEN t.src_port ELSE t.dst_port END AS local_port,
   CASE WHEN t.direction = 'tx' THEN t.dst_port ELSE t.src_port END AS remote_port,
   t.protocol, t.protocols,

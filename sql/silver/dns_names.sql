@@ -2,7 +2,7 @@
 -- grain: dataset, site, capture, frame_no, ip, name
 -- partition: dataset, site, capture
 -- sources: iotlake.packets
--- DNS: every A and AAAA answer maps its address to the name the client asked for (the question), so a CNAME
+-- DNS: every A and AAAA record of the answer section (not authority or glue) maps its address to the name the client asked for (the question), so a CNAME
 -- chain leads back to the asked name; the chain is kept in `cnames`. A DNS name is valid from the answer for
 -- its TTL (`valid_until`); the endpoint models pick the nearest preceding valid answer. TLS SNI (client hello)
 -- and HTTP Host (request) name the server address they were sent to, with no expiry. mDNS and LLMNR answers
@@ -10,6 +10,8 @@
 WITH responses AS (
   SELECT dataset, site, capture, frame_no, ts, dst_ip AS client_ip, dns_qry_name, dns_a, dns_aaaa, dns_cname,
          arrays_zip(dns_resp_type, dns_resp_ttl, dns_resp_name) AS records,
+         -- records of the answer section; authority and additional (glue) records name other hosts
+         slice(arrays_zip(dns_resp_type, dns_resp_ttl, dns_resp_name), 1, coalesce(dns_answers, 0)) AS answered,
          CASE
            WHEN protocols RLIKE '(^|:)mdns(:|$)' THEN 'mdns'
            WHEN protocols RLIKE '(^|:)llmnr(:|$)' THEN 'llmnr'
@@ -22,10 +24,10 @@ answers AS (
   SELECT r.*, answer
   FROM responses r
   LATERAL VIEW explode(concat(
-    transform(coalesce(r.dns_a, array()), (ip, i) -> named_struct(
-      'ip', ip, 'record', element_at(filter(r.records, x -> x.dns_resp_type = 1), i + 1))),
-    transform(coalesce(r.dns_aaaa, array()), (ip, i) -> named_struct(
-      'ip', ip, 'record', element_at(filter(r.records, x -> x.dns_resp_type = 28), i + 1)))
+    transform(slice(coalesce(r.dns_a, array()), 1, size(filter(r.answered, x -> x.dns_resp_type = 1))),
+      (ip, i) -> named_struct('ip', ip, 'record', element_at(filter(r.answered, x -> x.dns_resp_type = 1), i + 1))),
+    transform(slice(coalesce(r.dns_aaaa, array()), 1, size(filter(r.answered, x -> x.dns_resp_type = 28))),
+      (ip, i) -> named_struct('ip', ip, 'record', element_at(filter(r.answered, x -> x.dns_resp_type = 28), i + 1)))
   )) AS answer
 ),
 dns AS (

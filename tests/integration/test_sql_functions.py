@@ -54,3 +54,34 @@ def test_ip_hex_matches_ipaddress(functions, address: str) -> None:
 def test_is_group_mac(functions, mac: str, group: bool) -> None:
     [row] = functions.sql("SELECT is_group_mac(:mac) AS g", args={"mac": mac}).collect()
     assert row["g"] is group
+
+
+@pytest.mark.parametrize(
+    ("name", "domain", "inside"),
+    [
+        ("a.example.com", "example.com", True),
+        ("example.com", "example.com", True),
+        ("A.Example.COM", "example.com", True),
+        ("badexample.com", "example.com", False),
+        ("example.com.evil.net", "example.com", False),
+    ],
+)
+def test_in_domain_honours_label_boundaries(functions, name: str, domain: str, inside: bool) -> None:
+    [row] = functions.sql("SELECT in_domain(:n, :d) AS r", args={"n": name, "d": domain}).collect()
+    assert row["r"] is inside
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "match"),
+    [
+        ("a.example.com", "*.example.com", True),
+        ("a.b.example.com", "*.example.com", False),  # a wildcard is one label (RFC 6125)
+        ("badexample.com", "*.example.com", False),
+        ("example.com", "*.example.com", False),
+        ("www.example.com", "www.example.com", True),
+        ("WWW.example.com", "www.EXAMPLE.com", True),
+    ],
+)
+def test_certificate_name_matching(functions, name: str, pattern: str, match: bool) -> None:
+    [row] = functions.sql("SELECT cert_name_matches(:n, :p) AS r", args={"n": name, "p": pattern}).collect()
+    assert row["r"] is match

@@ -5,12 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
 import shutil
 import struct
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -231,23 +228,6 @@ def test_splitting_a_cut_capture_flags_the_last_chunk(known_capture: Path, tmp_p
 
 
 # ---------------------------------------------------------------------------------------------- Spark
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator:
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
-    # Python workers must run this interpreter and import iotlake.capture.extract, wherever pytest found it.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    lib = str(Path(__file__).resolve().parents[2] / "lib")
-    if lib not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (lib, os.environ.get("PYTHONPATH")) if p)
-    existing = SparkContext._active_spark_context
-    session = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
-    yield session
-    if existing is None:  # do not stop (or leave behind) a session that other test modules configure
-        session.stop()
 
 
 def test_extract_captures(spark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

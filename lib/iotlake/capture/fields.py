@@ -87,6 +87,12 @@ FIELDS: tuple[Field, ...] = (
     Field("dns.id", "dns_id", "hex", "DNS transaction id"),
     Field("dns.flags.response", "dns_response", "bool", "DNS response (true) or query"),
     Field("dns.flags.rcode", "dns_rcode", "int", "DNS response code"),
+    Field(
+        "dns.count.answers",
+        "dns_answers",
+        "int",
+        "records in the answer section (the rest is authority/glue)",
+    ),
     Field("dns.qry.name", "dns_qry_name", "string", "first question name"),
     Field("dns.qry.type", "dns_qry_type", "int", "first question type"),
     Field("dns.resp.name", "dns_resp_name", "string_list", "answer record names"),

@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from iotlake import __version__
 from iotlake.lake.tables import Table, register
@@ -65,6 +65,8 @@ def write_table(
         df.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", replace_predicate(scope))
+        # New columns (a model or the field catalog grew) are added to the table; types never change silently.
+        .option("mergeSchema", "true")
         .option("userMetadata", json.dumps(info, sort_keys=True, default=str))
     )
     if entry.partition_by:
@@ -121,3 +123,13 @@ def upsert_table(
     register(spark, lake_root, entry)
     log.info("merged into %s version %s", entry.qualified, version)
     return int(version)
+
+
+def ensure_table(spark: SparkSession, entry: Table, lake_root: str, schema: str) -> None:
+    """Create an empty table when it does not exist yet, so models that read it (e.g. a cache) can run."""
+    from delta.tables import DeltaTable
+
+    path = entry.path(lake_root)
+    if not DeltaTable.isDeltaTable(spark, path):
+        spark.createDataFrame([], schema).write.format("delta").save(path)
+    register(spark, lake_root, entry)
