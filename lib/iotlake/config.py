@@ -112,6 +112,50 @@ class Settings(BaseModel):
     jar_cache: str = "~/.cache/iotlake/jars"
 
 
+class PartyRule(BaseModel):
+    """Domains (matched on label boundaries) and AS/organisation names of one party."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[str] = Field(default_factory=list)
+    orgs: list[str] = Field(default_factory=list)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            domain = str(value).strip().lower().strip(".")
+            if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", domain):
+                raise ValueError(f"invalid domain {value!r}")
+            out.append(domain)
+        return out
+
+
+class EndpointRules(BaseModel):
+    """`conf/endpoint_rules.yaml`: first-party domains and orgs per device vendor, and the support parties."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_party: dict[str, PartyRule] = Field(default_factory=dict)
+    support: PartyRule = Field(default_factory=PartyRule)
+
+    def rows(self) -> list[tuple[str, str | None, str, str]]:
+        """The rules as (party, vendor, kind, value) rows for the `party_rules` view of the endpoint models."""
+        rows: list[tuple[str, str | None, str, str]] = []
+        for vendor, rule in self.first_party.items():
+            rows += [("First", vendor.lower(), "domain", d) for d in rule.domains]
+            rows += [("First", vendor.lower(), "org", o.upper()) for o in rule.orgs]
+        rows += [("Support", None, "domain", d) for d in self.support.domains]
+        rows += [("Support", None, "org", o.upper()) for o in self.support.orgs]
+        return rows
+
+
+def load_endpoint_rules(path: Path) -> EndpointRules:
+    """The endpoint party rules; none (everything remote is Third) when the file is absent."""
+    return _validated(EndpointRules, _load_yaml(path), path) if path.is_file() else EndpointRules()
+
+
 class SiteConfig(BaseModel):
     """`sites/<site>.yaml`: addresses that are local beyond the built-in ranges, and the gateways."""
 
@@ -120,6 +164,8 @@ class SiteConfig(BaseModel):
     local_prefixes: list[str] = Field(default_factory=list)
     gateway_ips: list[str] = Field(default_factory=list)
     excluded_ips: list[str] = Field(default_factory=list)
+    # Party rules that only this site needs (e.g. a lab's own servers), added to conf/endpoint_rules.yaml.
+    endpoint_rules: EndpointRules = Field(default_factory=EndpointRules)
 
     @field_validator("local_prefixes")
     @classmethod
@@ -208,50 +254,6 @@ def load_settings(path: Path) -> Settings:
     return _validated(Settings, _load_yaml(path), path) if path.exists() else Settings()
 
 
-class PartyRule(BaseModel):
-    """Domains (matched on label boundaries) and AS/organisation names of one party."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    domains: list[str] = Field(default_factory=list)
-    orgs: list[str] = Field(default_factory=list)
-
-    @field_validator("domains")
-    @classmethod
-    def _domains(cls, values: list[str]) -> list[str]:
-        out = []
-        for value in values:
-            domain = str(value).strip().lower().strip(".")
-            if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", domain):
-                raise ValueError(f"invalid domain {value!r}")
-            out.append(domain)
-        return out
-
-
-class EndpointRules(BaseModel):
-    """`conf/endpoint_rules.yaml`: first-party domains and orgs per device vendor, and the support parties."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    first_party: dict[str, PartyRule] = Field(default_factory=dict)
-    support: PartyRule = Field(default_factory=PartyRule)
-
-    def rows(self) -> list[tuple[str, str | None, str, str]]:
-        """The rules as (party, vendor, kind, value) rows for the `party_rules` view of the endpoint models."""
-        rows: list[tuple[str, str | None, str, str]] = []
-        for vendor, rule in self.first_party.items():
-            rows += [("First", vendor.lower(), "domain", d) for d in rule.domains]
-            rows += [("First", vendor.lower(), "org", o.upper()) for o in rule.orgs]
-        rows += [("Support", None, "domain", d) for d in self.support.domains]
-        rows += [("Support", None, "org", o.upper()) for o in self.support.orgs]
-        return rows
-
-
-def load_endpoint_rules(path: Path) -> EndpointRules:
-    """The endpoint party rules; none (everything remote is Third) when the file is absent."""
-    return _validated(EndpointRules, _load_yaml(path), path) if path.is_file() else EndpointRules()
-
-
 def load_site(path: Path | None) -> SiteConfig:
     """A site's config; an empty one (built-in local ranges only) when there is no file."""
     return _validated(SiteConfig, _load_yaml(path), path) if path else SiteConfig()
@@ -333,6 +335,102 @@ def load_registry(path: Path, base: Path) -> dict[str, DatasetEntry]:
             status=(row.get("status") or "registered").strip(),
         )
     return entries
+
+
+ProtocolCategory = Literal["Discovery", "Management", "Encrypted", "Unencrypted"]
+PROTOCOL_CATEGORIES: tuple[ProtocolCategory, ...] = get_args(ProtocolCategory)
+_PORT_LABEL = re.compile(r"^(tcp|udp):([0-9]{1,5})$")
+
+
+@dataclass(frozen=True)
+class ProtocolType:
+    """One row of `conf/protocol_types.csv`: an application label, its category and well-known ports."""
+
+    protocol: str
+    category: ProtocolCategory
+    purpose: str
+    ports: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProtocolTypes:
+    """The protocol taxonomy and the known server ports it implies (see `load_protocol_types`)."""
+
+    types: tuple[ProtocolType, ...]
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(protocol, category, purpose) rows for the `protocol_types` view of the protocol models."""
+        return [(t.protocol, t.category, t.purpose) for t in self.types]
+
+    def port_rows(self) -> list[tuple[str, int, str]]:
+        """(transport, port, protocol) rows for the `protocol_ports` view: the known server ports.
+
+        A port listed in a `ports` cell names its protocol; a `tcp:N`/`udp:N` label lists its own port unless
+        another row claims it (`tcp:8883` stays a known port, named `secure-mqtt`).
+        """
+        claimed: dict[tuple[str, int], str] = {}
+        for entry in self.types:
+            for port in entry.ports:
+                claimed.setdefault(port, entry.protocol)
+        for entry in self.types:
+            match = _PORT_LABEL.match(entry.protocol)
+            if match:
+                claimed.setdefault((match.group(1), int(match.group(2))), entry.protocol)
+        return [(transport, port, name) for (transport, port), name in sorted(claimed.items())]
+
+
+def _parse_ports(cell: str, where: str) -> tuple[tuple[str, int], ...]:
+    ports = []
+    for item in cell.split():
+        match = _PORT_LABEL.match(item.lower())
+        if not match or not 0 < int(match.group(2)) < 65536:
+            raise ConfigError(
+                where, f"malformed port {item!r}: use tcp:<port> or udp:<port>, space-separated"
+            )
+        ports.append((match.group(1), int(match.group(2))))
+    return tuple(ports)
+
+
+def load_protocol_types(path: Path) -> ProtocolTypes:
+    """The protocol taxonomy `protocol,category,purpose,ports`; `#` lines are comments; no file, no types."""
+    if not path.is_file():
+        return ProtocolTypes(())
+    lines = [
+        (number, line)
+        for number, line in enumerate(_read_text(path).splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        return ProtocolTypes(())
+    header = [c.strip().lower() for c in next(csv.reader([lines[0][1]]))]
+    missing = {"protocol", "category"} - set(header)
+    if missing:
+        raise ConfigError(f"{path}:{lines[0][0]}", f"missing column(s) {', '.join(sorted(missing))}")
+    types: list[ProtocolType] = []
+    seen: dict[str, int] = {}
+    owners: dict[tuple[str, int], tuple[str, int]] = {}
+    for number, line in lines[1:]:
+        where = f"{path}:{number}"
+        record = dict(zip(header, (c.strip() for c in next(csv.reader([line]))), strict=False))
+        name = record.get("protocol", "").lower()
+        if not name or not re.fullmatch(r"[a-z0-9][a-z0-9._:-]*", name):
+            raise ConfigError(where, f"malformed protocol label {record.get('protocol', '')!r}")
+        if name in seen:
+            raise ConfigError(where, f"duplicate protocol {name!r} (first on line {seen[name]})")
+        category = record.get("category", "")
+        if category not in PROTOCOL_CATEGORIES:
+            raise ConfigError(
+                where, f"unknown category {category!r} for {name!r}: use {', '.join(PROTOCOL_CATEGORIES)}"
+            )
+        ports = _parse_ports(record.get("ports", ""), where)
+        for port in ports:
+            if port in owners:
+                other, line_no = owners[port]
+                raise ConfigError(where, f"port {port[0]}:{port[1]} is already {other!r}'s (line {line_no})")
+            owners[port] = (name, number)
+        seen[name] = number
+        types.append(ProtocolType(name, category, record.get("purpose", ""), ports))
+    return ProtocolTypes(tuple(types))
 
 
 class Config:

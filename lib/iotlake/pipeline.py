@@ -15,6 +15,7 @@ from typing import get_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from iotlake import protocols
 from iotlake.capture.extract import CaptureSpec, extract_captures
 from iotlake.config import (
     Alignment,
@@ -36,6 +37,10 @@ from iotlake.models.runner import ModelRun, declare, discover, run_models
 from iotlake.names import check_name, safe_name
 
 log = logging.getLogger(__name__)
+
+
+RULES_SCHEMA = "party STRING, vendor STRING, kind STRING, value STRING"
+SITE_RULES_SCHEMA = f"dataset STRING, site STRING, {RULES_SCHEMA}"
 
 
 @dataclass
@@ -156,7 +161,17 @@ def ingest(
         devices = d if devices is None else devices.unionByName(d)
         sites = s if sites is None else sites.unionByName(s)
         prefixes = p if prefixes is None else prefixes.unionByName(p)
-    for name, frame in (("devices", devices), ("sites", sites), ("site_prefixes", prefixes)):
+    rules = spark.createDataFrame(
+        [(dataset, plan.site, *rule) for plan in plans for rule in plan.config.endpoint_rules.rows()],
+        SITE_RULES_SCHEMA,
+    )
+    tables_by_name = (
+        ("devices", devices),
+        ("sites", sites),
+        ("site_prefixes", prefixes),
+        ("site_rules", rules),
+    )
+    for name, frame in tables_by_name:
         versions[name] = write_table(frame, tables.table(name), lake_root, site_scope, "ingest_captures")
     counts = captures.select("capture", "packets", "truncated").collect()
     return IngestReport(
@@ -205,16 +220,19 @@ def build(
     views = {
         "filter_profiles": filter_profiles(spark, config),
         "party_rules": spark.createDataFrame(
-            load_endpoint_rules(config.conf_dir / "endpoint_rules.yaml").rows(),
-            "party STRING, vendor STRING, kind STRING, value STRING",
+            load_endpoint_rules(config.conf_dir / "endpoint_rules.yaml").rows(), RULES_SCHEMA
         ),
+        **protocols.protocol_views(spark, config),
     }
+    # Tables the models read that older lakes or offline runs may lack: created empty.
     ensure_table(spark, tables.table("ip_owners"), config.lake_root, owners.OWNER_SCHEMA)
+    ensure_table(spark, tables.table("site_rules"), config.lake_root, SITE_RULES_SCHEMA)
     runs: list[ModelRun] = []
     for name in datasets or present:
         runs += run_models(
             spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only, views=views
         )
+    protocols.log_unknown_labels(spark, config.lake_root, datasets or present)
     return runs
 
 

@@ -1,7 +1,7 @@
 -- endpoint_usage: per device, filter profile and capture, one row per peer address it exchanged packets with: names, owner, party class and traffic from the device's side.
 -- grain: dataset, site, capture, device, profile, remote_ip
 -- partition: dataset
--- sources: iotlake.device_packets, iotlake.dns_names, iotlake.devices, iotlake.ip_owners, iotlake.sites, filter_profiles and party_rules (session views from conf/)
+-- sources: iotlake.device_packets, iotlake.dns_names, iotlake.devices, iotlake.ip_owners, iotlake.sites, iotlake.site_rules, filter_profiles and party_rules (session views from conf/)
 -- The name is the nearest DNS answer that precedes the first packet and is still within its TTL, else the
 -- TLS SNI, else the HTTP Host sent to the address, else a DNS answer outside its TTL (`dns_stale`);
 -- `name_source` says which and `names` lists every name seen for the address in the capture.
@@ -84,8 +84,13 @@ matches AS (
                 CASE WHEN r.kind = 'domain' THEN 4 ELSE 2 END + CASE r.party WHEN 'First' THEN 1 ELSE 0 END)
            AS decided
   FROM facts f
-  JOIN party_rules r
-    ON (r.vendor IS NULL OR r.vendor = f.vendor)
+  JOIN (
+    SELECT CAST(NULL AS STRING) AS site, * FROM party_rules
+    UNION ALL
+    SELECT site, party, vendor, kind, value FROM iotlake.site_rules WHERE dataset = :dataset
+  ) r
+    ON (r.site IS NULL OR r.site = f.site)
+   AND (r.vendor IS NULL OR r.vendor = f.vendor)
    AND ((r.kind = 'domain' AND f.name IS NOT NULL AND in_domain(f.name, r.value))
      OR (r.kind = 'org' AND upper(f.as_name) = r.value))
   GROUP BY f.dataset, f.site, f.capture, f.device, f.profile, f.remote_ip

@@ -126,9 +126,10 @@ def test_layout(demo: tuple[Path, dict[str, Any]]) -> None:
     assert json.loads((out / "truth.json").read_text()) == truth
     for site, site_truth in truth["sites"].items():
         conf = yaml.safe_load((out / site / "site.yaml").read_text())
-        assert conf == {
-            "gateway_ips": site_truth["gateway_ips"],
-            "local_prefixes": site_truth["local_prefixes"],
+        assert conf["gateway_ips"] == site_truth["gateway_ips"]
+        assert conf["local_prefixes"] == site_truth["local_prefixes"]
+        assert set(conf["endpoint_rules"]["first_party"]) <= {
+            d["vendor"] for d in site_truth["devices"].values()
         }
         macs = _macs(out, site)
         assert 5 <= len(macs) <= 6

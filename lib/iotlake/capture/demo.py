@@ -153,6 +153,27 @@ CLOUD: dict[str, _CloudName] = {
     "pool.ntp.example": _CloudName((), "162.159.200.123", ttl=3600),
 }
 HARDCODED_NTP = "129.6.15.28"
+# Party rules of the demo's made-up names (site.yaml `endpoint_rules`), and the class each remote endpoint
+# has under them: the vendor's own cloud is First; the NTP pool, and the NTP server the plug reaches by a
+# hard-coded address (NIST, by its AS owner in the shipped rules), are Support.
+DEMO_FIRST_PARTY = {
+    "TP-Link": ["tplinkcloud.example"],
+    "Wyze": ["wyzecam.example", "wyze-upload.example"],
+    "Amazon": ["amazon.example"],
+    "Samsung": ["smartthings.example", "samsungtv.example"],
+    "Philips": ["wizconnected.example"],
+}
+DEMO_SUPPORT = ["ntp.example"]
+
+
+def _party(vendor: str, name: str | None, ip: str) -> str:
+    if ip == HARDCODED_NTP:
+        return "Support"
+    if name and any(name == d or name.endswith("." + d) for d in DEMO_FIRST_PARTY.get(vendor, [])):
+        return "First"
+    if name and any(name == d or name.endswith("." + d) for d in DEMO_SUPPORT):
+        return "Support"
+    return "Third"
 
 
 @dataclass(frozen=True)
@@ -1256,7 +1277,15 @@ def _device_truth(cap: _Capture, dev: _Host, frames: list[_Frame]) -> dict[str, 
         "intervals": intervals,
         "protocols": dict(sorted(protocols.items())),
         "endpoints": [
-            {"ip": ip, "name": names.get(ip), "port": port, "transport": proto, "frames": n, "bytes": size}
+            {
+                "ip": ip,
+                "name": names.get(ip),
+                "class": _party(dev.vendor, names.get(ip), ip),
+                "port": port,
+                "transport": proto,
+                "frames": n,
+                "bytes": size,
+            }
             for (ip, port, proto), (n, size) in sorted(endpoints.items())
         ],
         "events": sorted(cap.events.get(dev.name, []), key=lambda e: e["ts"]),
@@ -1289,7 +1318,14 @@ def _write_pcap(path: Path, frames: list[_Frame]) -> None:
 
 def _write_site_files(site_dir: Path, site: _Site) -> None:
     site_dir.mkdir(parents=True, exist_ok=True)
-    conf = {"gateway_ips": site.gateway_ips, "local_prefixes": site.local_prefixes}
+    conf = {
+        "gateway_ips": site.gateway_ips,
+        "local_prefixes": site.local_prefixes,
+        "endpoint_rules": {
+            "first_party": {vendor: {"domains": d} for vendor, d in DEMO_FIRST_PARTY.items()},
+            "support": {"domains": DEMO_SUPPORT},
+        },
+    }
     (site_dir / "site.yaml").write_text(yaml.safe_dump(conf, sort_keys=False), encoding="utf-8")
     with (site_dir / "macs.csv").open("w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh, lineterminator="\n")

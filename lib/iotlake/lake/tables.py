@@ -44,6 +44,12 @@ BRONZE = (
         ("dataset",),
         "one row per address range of a site (local, gateway, excluded) with its hex bounds for range joins",
     ),
+    Table(
+        "site_rules",
+        "bronze",
+        ("dataset",),
+        "one row per endpoint party rule a site's config adds (party, vendor, domain or org)",
+    ),
 )
 
 # Tables filled by enrichment jobs rather than SQL models: caches that span datasets.
