@@ -196,6 +196,31 @@ def export_volumes(
     console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
 
 
+protocols_app = typer.Typer(no_args_is_help=True, help="Protocol labels and their categories.")
+app.add_typer(protocols_app, name="protocols")
+
+
+@protocols_app.command("unknown")
+def protocols_unknown(
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) (default: all)")] = None,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """List application labels of the built lake that conf/protocol_types.csv gives no category."""
+    from iotlake import protocols
+    from iotlake.models.runner import declare, discover
+
+    config = _config(conf, lake)
+    spark = _spark(config, "iotlake protocols")
+    declare(discover(config.project_dir / "sql"))
+    found = protocols.unknown_labels(spark, config.lake_root, dataset)
+    if not found:
+        console.print("every application label has a category in conf/protocol_types.csv")
+        return
+    rows = [(u.dataset, u.protocol, u.devices, u.packets) for u in found]
+    _print_frame(rows, ["dataset", "protocol", "devices", "packets"], title="labels with no category")
+
+
 @app.command("tables")
 def list_tables(conf: ConfOption = None, lake: LakeOption = None) -> None:
     """List the lake's tables with row counts and Delta versions."""

@@ -28,12 +28,13 @@ from iotlake.config import (
     load_site,
 )
 from iotlake.enrich import owners
+from iotlake.enrich.certificates import certificates_frame
 from iotlake.errors import IotlakeError
 from iotlake.export import pms
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
 from iotlake.lake.writer import ensure_table, upsert_table, write_table
-from iotlake.models.runner import ModelRun, declare, discover, run_models
+from iotlake.models.runner import ModelRun, declare, discover, register_functions, run_models
 from iotlake.names import check_name, safe_name
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,8 @@ def check_built(spark: SparkSession, config: Config, dataset: str, table: str) -
 def enrich(
     spark: SparkSession, config: Config, datasets: list[str] | None = None, refresh: bool = False
 ) -> owners.LookupReport:
-    """Fill the ip_owners cache for the remote public addresses of the datasets' device packets."""
+    """Fill the ip_owners cache for the remote public addresses of the datasets' device packets, and
+    rebuild their `certificates` table from the TLS handshakes in bronze."""
     declare(discover(config.project_dir / "sql"))
     present = datasets_in_lake(spark, config)
     for name in datasets or []:
@@ -328,6 +330,11 @@ def enrich(
         settings.timeout_s,
         settings.retries,
     )
+    register_functions(spark, config.project_dir / "sql")
+    bronze_packets = spark.read.format("delta").load(tables.table("packets").path(config.lake_root))
+    for name in datasets or present:
+        frame = certificates_frame(spark, bronze_packets.where(F.col("dataset") == name))
+        write_table(frame, tables.table("certificates"), config.lake_root, {"dataset": name}, job="enrich")
     if found_owners:
         frame = spark.createDataFrame(owners.as_rows(found_owners), owners.OWNER_SCHEMA)
         upsert_table(

@@ -65,3 +65,57 @@ def test_tplink_plug_cloud_endpoints_are_named_by_dns_and_first_party(spark, con
         assert row["name_source"] in ("dns", "sni", "dns_stale")
         assert row["class"] == "First", row
     assert {r["name"] for r in rows if r["name_source"].startswith("dns")} <= set(answers.values())
+
+
+def certificate_names(path) -> dict[str, set[str]]:
+    """Server address → SAN dNSNames of the certificates it sent, as tshark's x509 dissector reads them."""
+    out = subprocess.run(
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(path),
+            "-Y",
+            "tls.handshake.certificate",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+            "-e",
+            "ip.src",
+            "-e",
+            "x509ce.dNSName",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        server, _, dns_names = line.partition("\t")
+        names.setdefault(server, set()).update(n.lower() for n in dns_names.split(",") if n)
+    return names
+
+
+@pytest.mark.realdata
+def test_certificates_of_the_plug_cloud_match_tshark_and_its_sni(spark, config, tmp_path) -> None:
+    require_tools("tshark")
+    from iotlake import pipeline
+
+    capture = shared_file("pingpong/wlan1.local.dns.pcap")
+    macs = tmp_path / "macs.csv"
+    macs.write_text(f"device,mac,vendor\nplug,{PLUG},TP-Link\n")
+    plans = pipeline.plan_files(config, "pingpong-certs", "home", [capture], macs, None)
+    pipeline.ingest(spark, config, "pingpong-certs", plans, progress=False)
+    pipeline.build(spark, config, ["pingpong-certs"], only=["device_packets"])
+    pipeline.enrich(spark, config, ["pingpong-certs"])
+    expected = certificate_names(capture)
+    rows = spark.table("iotlake.certificates").where("dataset = 'pingpong-certs' AND visible").collect()
+    assert {r["server_ip"] for r in rows} == set(expected)
+    for row in rows:
+        # the leaf's SANs are among the names tshark read from the chain the server sent
+        assert set(row["san_dns"]) <= expected[row["server_ip"]]
+        if row["sni"] and row["sni"].endswith(".tplinkra.com"):
+            assert row["subject_cn"] == "*.tplinkra.com" and row["sni_matches"] is True

@@ -60,6 +60,12 @@ ENRICHMENT = (
         (),
         "one row per public IP address: its owner (AS, network, organisation), the source and the lookup time",
     ),
+    Table(
+        "certificates",
+        "silver",
+        ("dataset",),
+        "one row per capture, server address, SNI and leaf TLS certificate (or a handshake that hides it)",
+    ),
 )
 
 _tables: dict[str, Table] = {t.name: t for t in (*BRONZE, *ENRICHMENT)}
