@@ -45,8 +45,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Benchmark (not part of test): e.g. make bench BENCH_ARGS="--sizes 10MB --runs 1"; see bench/README.md.
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf lake data spark-warehouse .pytest_cache
