@@ -6,12 +6,14 @@ import json
 import logging
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pyspark.errors import PySparkException
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from iotlake.config import Config, load_config
@@ -173,6 +175,63 @@ def enrich(
     )
 
 
+@app.command()
+def label(
+    ip: Annotated[str | None, typer.Option("--ip", help="the remote IP address to classify")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="a host name (covers its subdomains) to classify")
+    ] = None,
+    party_class: Annotated[
+        str | None,
+        typer.Option(
+            "--class", help="First, Support, Third, Local Multicast, Local Broadcast or 'Local (<peer>)'"
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="only in this dataset (default: any)")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="only for this device (default: any)")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="why (kept with the override)")] = "",
+    import_csv: Annotated[
+        Path | None, typer.Option("--import", help="CSV of overrides: ip,host,class[,dataset,device,note]")
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="delete the given override(s) instead")] = False,
+    show: Annotated[bool, typer.Option("--list", help="list the overrides")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Set a party class by hand for an IP or host name; overrides win over conf/endpoint_rules.yaml."""
+    from iotlake import pipeline
+    from iotlake.enrich import overrides
+
+    config = _config(conf, lake)
+    if import_csv:
+        rows = overrides.read_csv(import_csv)
+    elif ip or host:
+        if not party_class and not remove:
+            raise IotlakeError("iotlake label", "--class is required with --ip or --host")
+        rows = [overrides.make_override(ip, host, party_class or "Third", dataset, device, note)]
+    elif show:
+        rows = []
+    else:
+        raise IotlakeError("iotlake label", "give --ip or --host with --class, --import FILE, or --list")
+    spark = _spark(config, "iotlake label")
+    if rows and remove:
+        console.print(f"removed {pipeline.remove_overrides(spark, config, rows)} override(s)")
+    elif rows:
+        version = pipeline.add_overrides(spark, config, rows)
+        console.print(
+            f"{len(rows)} override(s) saved (endpoint_overrides version {version}); "
+            "run `iotlake build` to apply them"
+        )
+    if show:
+        found = pipeline.list_overrides(spark, config)
+        columns = ["kind", "value", "dataset", "device", "class", "note", "added by", "added at"]
+        _print_frame([list(astuple(o)) for o in found], columns, title="endpoint overrides")
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Write gold tables in the file formats of earlier tools.")
 app.add_typer(export_app, name="export")
 
@@ -193,6 +252,48 @@ def export_volumes(
 
     config = _config(conf, lake)
     report = pipeline.export_volumes(_spark(config, "iotlake export"), config, dataset, profile, out, output)
+    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+
+
+@export_app.command("protocols")
+def export_protocols(
+    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
+    output: Annotated[
+        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
+    ] = "pms",
+    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Export per-device protocol files and the protocol distribution and unique-protocol summaries."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    report = pipeline.export_protocols(
+        _spark(config, "iotlake export"), config, dataset, profile, out, output
+    )
+    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+
+
+@export_app.command("endpoints")
+def export_endpoints(
+    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
+    output: Annotated[
+        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
+    ] = "pms",
+    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Export per-device `*-endpoints.csv` files (Type filled) and the three endpoint distributions."""
+    from iotlake import pipeline
+
+    config = _config(conf, lake)
+    report = pipeline.export_endpoints(
+        _spark(config, "iotlake export"), config, dataset, profile, out, output
+    )
     console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
 
 
@@ -219,6 +320,50 @@ def protocols_unknown(
         return
     rows = [(u.dataset, u.protocol, u.devices, u.packets) for u in found]
     _print_frame(rows, ["dataset", "protocol", "devices", "packets"], title="labels with no category")
+
+
+@app.command()
+def contribute(
+    path: Annotated[Path, typer.Argument(help="the contributed folder (or its dataset.yaml)")],
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Stage a contributed dataset, validate it (expectations/), then promote it or quarantine it."""
+    from iotlake.quality import gate
+    from iotlake.quality.manifest import load_manifest
+
+    config = _config(conf, lake)
+    load_manifest(path)  # a malformed manifest fails before Spark starts
+    report = gate.contribute(_spark(config, "iotlake contribute"), config, path, progress=not quiet)
+    for line in report.lines():
+        console.print(escape(line), highlight=False)
+    if not report.promoted:
+        raise report.error()
+
+
+@app.command("datasets")
+def list_datasets(conf: ConfOption = None, lake: LakeOption = None) -> None:
+    """List the registered datasets (conf/datasets.csv): status, provenance, Delta versions of their tables."""
+    from iotlake.quality import registry
+
+    config = _config(conf, lake)
+    entries = registry.read_registry(config.registry_path)
+    spark = _spark(config, "iotlake datasets")
+    versions = registry.table_versions(spark, config.lake_root, config.project_dir / "sql")
+    rows = [
+        (
+            e.name,
+            e.status,
+            e.contributor,
+            e.licence,
+            e.source,
+            ", ".join(f"{t} v{v}" for t, v in versions.get(e.name, {}).items()) or "not in the lake",
+        )
+        for e in entries
+    ]
+    columns = ["dataset", "status", "contributor", "licence", "source", "tables (version last writing it)"]
+    _print_frame(rows, columns, title=str(config.registry_path))
 
 
 @app.command("tables")
@@ -264,11 +409,20 @@ def demo(
     console.print(f"ingested {report.captures} captures, {report.packets} packets")
     runs = pipeline.build(spark, config, ["demo"])
     console.print(", ".join(f"{r.table}: {r.rows} rows" for r in runs))
+    owners = pipeline.enrich(spark, config, ["demo"])
+    pipeline.build(spark, config, ["demo"], only=list(pipeline.ENDPOINT_MODELS))
+    console.print(f"owners: {owners.requested} public addresses, {owners.unknown} unknown")
     summary = pipeline.device_summary(spark, config, "demo")
     _print_frame(
         [list(r) for r in summary.collect()],
         summary.columns,
         title="demo: traffic per device over its captures (profile all)",
+    )
+    endpoints = pipeline.endpoint_summary(spark, config, "demo")
+    _print_frame(
+        [list(r) for r in endpoints.collect()],
+        endpoints.columns,
+        title="demo: endpoints per device with names, owners and party classes (profile all)",
     )
     console.print(f"lake: {config.lake_root} — done in {time.monotonic() - started:.0f}s")
 
@@ -278,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except IotlakeError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
@@ -290,13 +444,13 @@ def main(argv: list[str] | None = None) -> None:
         if show:
             show()
         else:
-            errors.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except PySparkException as exc:
         # A Spark failure the checks above did not foresee: its first line, not a Java stack; details in the log.
         log.debug("Spark error", exc_info=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        errors.print(f"[bold red]error:[/] spark: {first}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] spark: {escape(first)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -72,6 +72,34 @@ class EnrichSettings(BaseModel):
     parallelism: int = Field(default=4, ge=1)
 
 
+class FlowSettings(BaseModel):
+    """`flows:` in conf/iotlake.yaml: how packets become flows and when a flow pattern is periodic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tcp_idle_s: float = Field(
+        default=300.0, gt=0, description="a TCP flow ends after this long without a packet"
+    )
+    udp_idle_s: float = Field(
+        default=60.0, gt=0, description="a UDP flow ends after this long without a packet"
+    )
+    periodic_min_flows: int = Field(
+        default=4, ge=3, description="flows a pattern needs to be called periodic"
+    )
+    periodic_max_cov: float = Field(
+        default=0.2, gt=0, description="largest CoV of inter-arrivals of a periodic pattern"
+    )
+
+    def parameters(self) -> dict[str, float | int]:
+        """The named SQL parameters of the flow models."""
+        return {
+            "flow_tcp_idle_s": self.tcp_idle_s,
+            "flow_udp_idle_s": self.udp_idle_s,
+            "periodic_min_flows": self.periodic_min_flows,
+            "periodic_max_cov": self.periodic_max_cov,
+        }
+
+
 class Settings(BaseModel):
     """`conf/iotlake.yaml`: where the lake lives and how jobs run."""
 
@@ -85,6 +113,7 @@ class Settings(BaseModel):
     interval_s: int = Field(default=3600, ge=1)
     alignment: Alignment = "wall_clock"
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
+    flows: FlowSettings = Field(default_factory=FlowSettings)
     profiles: dict[str, FilterProfile] = Field(default_factory=_default_profiles, min_length=1)
 
     @field_validator("profiles")

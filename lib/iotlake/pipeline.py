@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from iotlake import protocols
 from iotlake.capture.extract import CaptureSpec, extract_captures
+from iotlake.capture.probe import probe
 from iotlake.config import (
     Alignment,
     Config,
@@ -25,12 +26,13 @@ from iotlake.config import (
     find_captures,
     load_endpoint_rules,
     load_macs,
+    load_protocol_types,
     load_site,
 )
-from iotlake.enrich import owners
-from iotlake.enrich.certificates import certificates_frame
+from iotlake.enrich import overrides, owners
+from iotlake.enrich.certificates import CERTIFICATE_SCHEMA, certificates_frame
 from iotlake.errors import IotlakeError
-from iotlake.export import pms
+from iotlake.export import pms, pms_endpoints, pms_protocols
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
 from iotlake.lake.writer import ensure_table, upsert_table, write_table
@@ -92,6 +94,7 @@ def plan_directory(config: Config, dataset: str, directory: Path) -> list[SitePl
             load_site(config.site_file(site, directory)),
         )
         for path in find_captures(folder):
+            probe(path)  # a bad file fails here, in a line, before Spark starts
             plan.captures.append(CaptureSpec(dataset, site, capture_name(path, folder), path))
         plans.append(plan)
     return plans
@@ -110,6 +113,7 @@ def plan_files(
     )
     names: dict[str, Path] = {}
     for path in files:
+        probe(path)  # a bad file fails here, in a line, before Spark starts
         name = capture_name(path)
         if name in names:
             raise IotlakeError(path, f"capture name {name!r} is also the name of {names[name]}")
@@ -195,6 +199,19 @@ def datasets_in_lake(spark: SparkSession, config: Config) -> list[str]:
     return sorted(r["dataset"] for r in rows)
 
 
+def check_datasets(spark: SparkSession, config: Config, names: list[str]) -> list[str]:
+    """The datasets in the lake; a one-line error when one of `names` is not a valid name or not among them."""
+    present = datasets_in_lake(spark, config)
+    for name in names:
+        check_name("dataset", name)
+        if name not in present:
+            known = ", ".join(present) or "none"
+            raise IotlakeError(
+                config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})"
+            )
+    return present
+
+
 def build(
     spark: SparkSession,
     config: Config,
@@ -204,20 +221,17 @@ def build(
     alignment: str | None = None,
 ) -> list[ModelRun]:
     """Rebuild the SQL models for the given datasets (default: every dataset in the lake)."""
-    present = datasets_in_lake(spark, config)
-    for name in datasets or []:
-        check_name("dataset", name)
-        if name not in present:
-            known = ", ".join(present) or "none"
-            raise IotlakeError(
-                config.lake_root, f"unknown dataset {name!r}: not in the lake (present: {known})"
-            )
+    present = check_datasets(spark, config, datasets or [])
     alignment = alignment or config.settings.alignment
     if alignment not in get_args(Alignment):
         raise IotlakeError(
             "--alignment", f"unknown interval alignment {alignment!r}: use {', '.join(get_args(Alignment))}"
         )
-    parameters = {"interval_s": interval_s or config.settings.interval_s, "alignment": alignment}
+    parameters = {
+        "interval_s": interval_s or config.settings.interval_s,
+        "alignment": alignment,
+        **config.settings.flows.parameters(),
+    }
     views = {
         "filter_profiles": filter_profiles(spark, config),
         "party_rules": spark.createDataFrame(
@@ -228,6 +242,8 @@ def build(
     # Tables the models read that older lakes or offline runs may lack: created empty.
     ensure_table(spark, tables.table("ip_owners"), config.lake_root, owners.OWNER_SCHEMA)
     ensure_table(spark, tables.table("site_rules"), config.lake_root, SITE_RULES_SCHEMA)
+    ensure_table(spark, tables.table("endpoint_overrides"), config.lake_root, overrides.OVERRIDE_SCHEMA)
+    ensure_table(spark, tables.table("certificates"), config.lake_root, CERTIFICATE_SCHEMA)
     runs: list[ModelRun] = []
     for name in datasets or present:
         runs += run_models(
@@ -269,10 +285,80 @@ def device_summary(spark: SparkSession, config: Config, dataset: str, profile: s
     )
 
 
+# The models that read ip_owners and certificates: rebuilt after `iotlake enrich` fills them.
+ENDPOINT_MODELS = (
+    "endpoint_usage",
+    "endpoint_class_distribution",
+    "local_endpoint_distribution",
+    "endpoint_protocol_distribution",
+)
+
+
+def endpoint_summary(spark: SparkSession, config: Config, dataset: str, profile: str = "all") -> DataFrame:
+    """Per device and peer address over its captures: name, owner, party class(es) and packets."""
+    usage = spark.read.format("delta").load(tables.table("endpoint_usage").path(config.lake_root))
+    return (
+        usage.where((F.col("dataset") == dataset) & (F.col("profile") == profile))
+        .groupBy("site", "device", "remote_ip")
+        .agg(
+            F.max("name").alias("name"),
+            F.max("as_name").alias("owner"),
+            F.array_join(F.array_sort(F.collect_set("class")), " / ").alias("class"),
+            F.sum("packets").alias("packets"),
+        )
+        .orderBy("site", "device", F.desc("packets"))
+    )
+
+
 def export_volumes(
     spark: SparkSession, config: Config, dataset: str, profile: str, out_dir: Path, output: str = "pms"
 ) -> ExportReport:
     """Export one dataset's volume tables in an earlier tool's file format (only `pms` so far)."""
+    _export_ready(spark, config, dataset, profile, output, "volume_stats")
+    return pms.export_volumes(spark, config.lake_root, dataset, profile, out_dir)
+
+
+def export_protocols(
+    spark: SparkSession, config: Config, dataset: str, profile: str, out_dir: Path, output: str = "pms"
+) -> ExportReport:
+    """Export one dataset's protocol tables in an earlier tool's file format (only `pms` so far)."""
+    _export_ready(
+        spark,
+        config,
+        dataset,
+        profile,
+        output,
+        "protocol_usage",
+        "protocol_distribution_pms",
+        "unique_protocols",
+    )
+    types = load_protocol_types(config.conf_dir / protocols.PROTOCOL_TYPES_FILE)
+    purposes = {t.protocol: t.purpose for t in types.types}
+    return pms_protocols.export_protocols(spark, config.lake_root, dataset, profile, out_dir, purposes)
+
+
+def export_endpoints(
+    spark: SparkSession, config: Config, dataset: str, profile: str, out_dir: Path, output: str = "pms"
+) -> ExportReport:
+    """Export one dataset's endpoint tables in an earlier tool's file format (only `pms` so far)."""
+    _export_ready(
+        spark,
+        config,
+        dataset,
+        profile,
+        output,
+        "endpoint_usage",
+        "endpoint_class_distribution",
+        "local_endpoint_distribution",
+        "endpoint_protocol_distribution",
+    )
+    return pms_endpoints.export_endpoints(spark, config.lake_root, dataset, profile, out_dir)
+
+
+def _export_ready(
+    spark: SparkSession, config: Config, dataset: str, profile: str, output: str, *needed: str
+) -> None:
+    """Check an export's format, profile and source tables, with one-line errors naming what is wrong."""
     if output != "pms":
         raise IotlakeError("--format", f"unknown export format {output!r}: use pms")
     if profile not in config.settings.profiles:
@@ -280,9 +366,10 @@ def export_volumes(
         raise IotlakeError(
             config.conf_dir / "iotlake.yaml", f"unknown filter profile {profile!r} (known: {known})"
         )
+    check_datasets(spark, config, [dataset])
     declare(discover(config.project_dir / "sql"))
-    check_built(spark, config, dataset, "volume_stats")
-    return pms.export_volumes(spark, config.lake_root, dataset, profile, out_dir)
+    for table in needed:
+        check_built(spark, config, dataset, table)
 
 
 def check_built(spark: SparkSession, config: Config, dataset: str, table: str) -> None:
@@ -341,3 +428,41 @@ def enrich(
             frame, entry, config.lake_root, ["ip"], job="enrich", metadata={"report": asdict(report)}
         )
     return report
+
+
+def add_overrides(spark: SparkSession, config: Config, rows: list[overrides.Override]) -> int:
+    """Upsert manual party classes into `endpoint_overrides` in one commit; returns the table version.
+
+    They take effect at the next `iotlake build` (endpoint_usage reads the table)."""
+    frame = spark.createDataFrame(overrides.as_rows(rows), overrides.OVERRIDE_SCHEMA)
+    return upsert_table(
+        frame, tables.table("endpoint_overrides"), config.lake_root, overrides.KEYS, job="label"
+    )
+
+
+def remove_overrides(spark: SparkSession, config: Config, rows: list[overrides.Override]) -> int:
+    """Delete the overrides with the same keys (kind, value, dataset, device); returns how many matched."""
+    from delta.tables import DeltaTable
+
+    entry = tables.table("endpoint_overrides")
+    if not tables.exists(spark, config.lake_root, entry) or not rows:
+        return 0
+    keys = spark.createDataFrame(
+        [(o.kind, o.value, o.dataset, o.device) for o in rows],
+        ", ".join(f"{k} STRING" for k in overrides.KEYS),
+    )
+    table = DeltaTable.forPath(spark, entry.path(config.lake_root))
+    matched = table.toDF().join(keys, list(overrides.KEYS), "left_semi").count()
+    if matched:
+        condition = " AND ".join(f"t.{k} = s.{k}" for k in overrides.KEYS)
+        table.alias("t").merge(keys.alias("s"), condition).whenMatchedDelete().execute()
+    return matched
+
+
+def list_overrides(spark: SparkSession, config: Config) -> list[overrides.Override]:
+    """Every override in the lake, ordered by kind and value."""
+    entry = tables.table("endpoint_overrides")
+    if not tables.exists(spark, config.lake_root, entry):
+        return []
+    frame = spark.read.format("delta").load(entry.path(config.lake_root)).orderBy(*overrides.KEYS)
+    return [overrides.Override(*row) for row in frame.collect()]

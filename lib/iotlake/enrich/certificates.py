@@ -15,6 +15,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 TLS13 = 0x0304
+# The `certificates` table (created empty by `iotlake build` before the first `iotlake enrich`).
+CERTIFICATE_SCHEMA = (
+    "dataset STRING, site STRING, capture STRING, server_ip STRING, sni STRING, tls_version STRING, "
+    "visible BOOLEAN, reason STRING, first_seen TIMESTAMP, handshakes BIGINT, fingerprint_sha256 STRING, "
+    "subject_cn STRING, subject_o STRING, subject_c STRING, issuer STRING, san_dns ARRAY<STRING>, "
+    "not_before TIMESTAMP, not_after TIMESTAMP, parse_error STRING, sni_matches BOOLEAN"
+)
 LEAF_SCHEMA = (
     "leaf_hex STRING, fingerprint_sha256 STRING, subject_cn STRING, subject_o STRING, subject_c STRING, "
     "issuer STRING, san_dns ARRAY<STRING>, not_before TIMESTAMP, not_after TIMESTAMP, parse_error STRING"

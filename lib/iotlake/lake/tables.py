@@ -34,8 +34,15 @@ class Table:
 
 
 BRONZE = (
-    Table("packets", "bronze", CAPTURE_KEYS, "one row per captured frame, with the fields of the tshark catalog"),
-    Table("captures", "bronze", ("dataset",), "one row per ingested capture file: hash, counts, time span, warnings"),
+    Table(
+        "packets", "bronze", CAPTURE_KEYS, "one row per captured frame, with the fields of the tshark catalog"
+    ),
+    Table(
+        "captures",
+        "bronze",
+        ("dataset",),
+        "one row per ingested capture file: hash, counts, time span, warnings",
+    ),
     Table("devices", "bronze", ("dataset",), "one row per device of a site's MAC map"),
     Table("sites", "bronze", ("dataset",), "one row per site: local prefixes and gateway addresses"),
     Table(
@@ -66,9 +73,25 @@ ENRICHMENT = (
         ("dataset",),
         "one row per capture, server address, SNI and leaf TLS certificate (or a handshake that hides it)",
     ),
+    Table(
+        "endpoint_overrides",
+        "silver",
+        (),
+        "one row per manual party class for an IP or host name (dataset and device '*' = any); wins over rules",
+    ),
 )
 
-_tables: dict[str, Table] = {t.name: t for t in (*BRONZE, *ENRICHMENT)}
+# Mirrors of the registries in conf/, so SQL can join data with its provenance.
+REGISTRY = (
+    Table(
+        "datasets",
+        "meta",
+        (),
+        "one row per dataset of conf/datasets.csv: directory, source, licence, contributor, status",
+    ),
+)
+
+_tables: dict[str, Table] = {t.name: t for t in (*BRONZE, *ENRICHMENT, *REGISTRY)}
 
 
 def table(name: str) -> Table:

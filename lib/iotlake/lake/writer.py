@@ -131,5 +131,37 @@ def ensure_table(spark: SparkSession, entry: Table, lake_root: str, schema: str)
 
     path = entry.path(lake_root)
     if not DeltaTable.isDeltaTable(spark, path):
-        spark.createDataFrame([], schema).write.format("delta").save(path)
+        spark.createDataFrame([], schema).write.format("delta").partitionBy(*entry.partition_by).save(path)
     register(spark, lake_root, entry)
+
+
+def overwrite_table(
+    df: DataFrame,
+    entry: Table,
+    lake_root: str,
+    job: str,
+    metadata: Mapping[str, object] | None = None,
+) -> int:
+    """Replace the whole table in one commit and return the new version.
+
+    For small mirrors of config registries (e.g. `datasets` from conf/datasets.csv), where the rows of the
+    source file are the whole truth; fact and model tables use `write_table`'s scoped replacement instead.
+    """
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    path = entry.path(lake_root)
+    info = {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})}
+    writer = (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .option("userMetadata", json.dumps(info, sort_keys=True, default=str))
+    )
+    if entry.partition_by:
+        writer = writer.partitionBy(*entry.partition_by)
+    writer.save(path)
+    version = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    register(spark, lake_root, entry)
+    log.info("replaced %s: version %s", entry.qualified, version)
+    return int(version)
