@@ -19,6 +19,9 @@ SUPPORTED_LINK_TYPES: dict[int, str] = {
     1: "Ethernet",
 }
 
+# Link types whose frames carry no MAC address (null/loopback, raw IP): the MAC map cannot attribute them.
+NO_MAC_LINK_TYPES = frozenset({0, 12, 14, 101, 108, 228, 229})
+
 # Names of common LINKTYPE_* numbers (https://www.tcpdump.org/linktypes.html), for error messages.
 LINK_TYPE_NAMES: dict[int, str] = {
     0: "NULL",
@@ -208,6 +211,9 @@ def _check_link_types(result: CaptureProbe) -> None:
             f"interfaces have different link types ({', '.join(link_type_label(lt) for lt in distinct)}); "
             f"unsupported: {', '.join(link_type_label(lt) for lt in unsupported)}; {supported}",
         )
+    reason = ""
+    if unsupported[0] in NO_MAC_LINK_TYPES:
+        reason = ": its frames carry no MAC address, so the MAC map cannot attribute them to devices"
     raise BadCaptureError(
-        result.path, f"unsupported link type {link_type_label(unsupported[0])}; {supported}"
+        result.path, f"unsupported link type {link_type_label(unsupported[0])}{reason}; {supported}"
     )
