@@ -362,6 +362,12 @@ def list_datasets(conf: ConfOption = None, lake: LakeOption = None) -> None:
         )
         for e in entries
     ]
+    known = {e.name for e in entries}
+    rows += [
+        (name, "not registered", "", "", "", ", ".join(f"{t} v{v}" for t, v in found.items()))
+        for name, found in sorted(versions.items())
+        if name not in known
+    ]
     columns = ["dataset", "status", "contributor", "licence", "source", "tables (version last writing it)"]
     _print_frame(rows, columns, title=str(config.registry_path))
 

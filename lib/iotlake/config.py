@@ -236,7 +236,7 @@ class DatasetEntry:
 
     name: str
     directory: Path
-    link: str = ""
+    source: str = ""
     status: str = "registered"
 
 
@@ -341,7 +341,8 @@ def load_macs(path: Path) -> list[Device]:
 
 
 def load_registry(path: Path, base: Path) -> dict[str, DatasetEntry]:
-    """The dataset registry: `name,directory,link,status`; relative directories resolve against `base`."""
+    """The dataset registry `name,directory,source,licence,contributor,status` (quality.registry owns the
+    full row); relative directories resolve against `base`."""
     if not path.exists():
         return {}
     reader = csv.DictReader(io.StringIO(_read_text(path)))
@@ -360,7 +361,7 @@ def load_registry(path: Path, base: Path) -> dict[str, DatasetEntry]:
         entries[name] = DatasetEntry(
             name=name,
             directory=directory if directory.is_absolute() else base / directory,
-            link=(row.get("link") or "").strip(),
+            source=(row.get("source") or "").strip(),
             status=(row.get("status") or "registered").strip(),
         )
     return entries
