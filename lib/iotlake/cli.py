@@ -236,65 +236,40 @@ export_app = typer.Typer(no_args_is_help=True, help="Write gold tables in the fi
 app.add_typer(export_app, name="export")
 
 
-@export_app.command("volumes")
-def export_volumes(
-    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
-    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
-    output: Annotated[
-        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
-    ] = "pms",
-    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
-    conf: ConfOption = None,
-    lake: LakeOption = None,
-) -> None:
-    """Export per-device interval volumes and the overall stats/distribution files."""
-    from iotlake import pipeline
-
-    config = _config(conf, lake)
-    report = pipeline.export_volumes(_spark(config, "iotlake export"), config, dataset, profile, out, output)
-    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+# What each `iotlake export KIND` writes; pipeline.export_<kind> does the work.
+EXPORTS = {
+    "volumes": "Export per-device interval volumes and the overall stats/distribution files.",
+    "protocols": "Export per-device protocol files and the protocol distribution and unique-protocol summaries.",
+    "endpoints": "Export per-device `*-endpoints.csv` files (Type filled) and the three endpoint distributions.",
+}
 
 
-@export_app.command("protocols")
-def export_protocols(
-    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
-    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
-    output: Annotated[
-        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
-    ] = "pms",
-    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
-    conf: ConfOption = None,
-    lake: LakeOption = None,
-) -> None:
-    """Export per-device protocol files and the protocol distribution and unique-protocol summaries."""
-    from iotlake import pipeline
+def _export_command(kind: str, summary: str) -> None:
+    """Register `iotlake export <kind>`: the same options for every kind, one pipeline function each."""
 
-    config = _config(conf, lake)
-    report = pipeline.export_protocols(
-        _spark(config, "iotlake export"), config, dataset, profile, out, output
-    )
-    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+    def command(
+        dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
+        out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
+        output: Annotated[
+            str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
+        ] = "pms",
+        profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
+        conf: ConfOption = None,
+        lake: LakeOption = None,
+    ) -> None:
+        from iotlake import pipeline
+
+        config = _config(conf, lake)
+        export = getattr(pipeline, f"export_{kind}")
+        report = export(_spark(config, "iotlake export"), config, dataset, profile, out, output)
+        console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+
+    command.__doc__ = summary
+    export_app.command(kind)(command)
 
 
-@export_app.command("endpoints")
-def export_endpoints(
-    dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
-    out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
-    output: Annotated[
-        str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
-    ] = "pms",
-    profile: Annotated[str, typer.Option(help="filter profile (conf/iotlake.yaml)")] = "passive",
-    conf: ConfOption = None,
-    lake: LakeOption = None,
-) -> None:
-    """Export per-device `*-endpoints.csv` files (Type filled) and the three endpoint distributions."""
-    from iotlake import pipeline
-
-    config = _config(conf, lake)
-    report = pipeline.export_endpoints(
-        _spark(config, "iotlake export"), config, dataset, profile, out, output
-    )
-    console.print(f"wrote {report.files} files for {report.devices} devices to {report.directory}")
+for _kind, _summary in EXPORTS.items():
+    _export_command(_kind, _summary)
 
 
 protocols_app = typer.Typer(no_args_is_help=True, help="Protocol labels and their categories.")

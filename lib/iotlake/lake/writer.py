@@ -43,6 +43,18 @@ def replace_predicate(scopes: Scopes) -> str:
     return " OR ".join(f"({t})" for t in terms) if len(terms) > 1 else terms[0]
 
 
+def _commit_info(job: str, metadata: Mapping[str, object] | None) -> str:
+    """The Delta commit's userMetadata: the job, the iotlake version, the user and the caller's metadata."""
+    info = {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})}
+    return json.dumps(info, sort_keys=True, default=str)
+
+
+def _latest_version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
 def write_table(
     df: DataFrame,
     entry: Table,
@@ -56,26 +68,24 @@ def write_table(
     Rows outside the scope are untouched; a failure leaves the previous version readable. The commit info
     records the job, the iotlake version, the user and `metadata` (e.g. source file hashes).
     """
-    from delta.tables import DeltaTable
 
     spark = df.sparkSession
     path = entry.path(lake_root)
-    info = {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})}
     writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", replace_predicate(scope))
         # New columns (a model or the field catalog grew) are added to the table; types never change silently.
         .option("mergeSchema", "true")
-        .option("userMetadata", json.dumps(info, sort_keys=True, default=str))
+        .option("userMetadata", _commit_info(job, metadata))
     )
     if entry.partition_by:
         writer = writer.partitionBy(*entry.partition_by)
     writer.save(path)
-    version = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    version = _latest_version(spark, path)
     register(spark, lake_root, entry)
     log.info("wrote %s version %s (%s)", entry.qualified, version, replace_predicate(scope))
-    return int(version)
+    return version
 
 
 def upsert_table(
@@ -94,11 +104,7 @@ def upsert_table(
 
     spark = df.sparkSession
     path = entry.path(lake_root)
-    info = json.dumps(
-        {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})},
-        sort_keys=True,
-        default=str,
-    )
+    info = _commit_info(job, metadata)
     if not DeltaTable.isDeltaTable(spark, path):
         df.write.format("delta").option("userMetadata", info).save(path)
     else:
@@ -119,10 +125,10 @@ def upsert_table(
                 spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
             else:
                 spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", previous)
-    version = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    version = _latest_version(spark, path)
     register(spark, lake_root, entry)
     log.info("merged into %s version %s", entry.qualified, version)
-    return int(version)
+    return version
 
 
 def ensure_table(spark: SparkSession, entry: Table, lake_root: str, schema: str) -> None:
@@ -147,21 +153,19 @@ def overwrite_table(
     For small mirrors of config registries (e.g. `datasets` from conf/datasets.csv), where the rows of the
     source file are the whole truth; fact and model tables use `write_table`'s scoped replacement instead.
     """
-    from delta.tables import DeltaTable
 
     spark = df.sparkSession
     path = entry.path(lake_root)
-    info = {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})}
     writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
-        .option("userMetadata", json.dumps(info, sort_keys=True, default=str))
+        .option("userMetadata", _commit_info(job, metadata))
     )
     if entry.partition_by:
         writer = writer.partitionBy(*entry.partition_by)
     writer.save(path)
-    version = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
+    version = _latest_version(spark, path)
     register(spark, lake_root, entry)
     log.info("replaced %s: version %s", entry.qualified, version)
-    return int(version)
+    return version
