@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_manual_override_wins_over_rules_and_is_named(spark, config, enriched, t
         pipeline.build(spark, config, ["demo"], only=["endpoint_usage"])
 
 
-PMS_ENDPOINTS = Path(__file__).resolve().parents[3] / "shared/data/passive-mode-study/data/endpoints"
+PMS_ENDPOINTS = SHARED_DATA / "passive-mode-study/data/endpoints"
 # reference passive-mode-study §6.4: the curated header, with its leading spaces
 CURATED_HEADER = (
     "IP,Type, Cert Owner, Cert Location, WHOIS Owner, WHOIS Location, ASN Owner, ASN Location, Original Hostname, "
