@@ -36,7 +36,7 @@ from iotlake.export import pms, pms_endpoints, pms_protocols
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
 from iotlake.lake.writer import ensure_table, upsert_table, write_table
-from iotlake.models.runner import ModelRun, declare, discover, register_functions, run_models
+from iotlake.models.runner import ModelRun, declare, discover, register_functions, run_models, with_upstream
 from iotlake.names import check_name, safe_name
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,11 @@ def build(
         )
     protocols.log_unknown_labels(spark, config.lake_root, datasets or present)
     return runs
+
+
+def models_for(config: Config, *tables_wanted: str) -> list[str]:
+    """The models to build for these tables: them and all models upstream of them, in dependency order."""
+    return with_upstream(discover(config.project_dir / "sql"), tables_wanted)
 
 
 def filter_profiles(spark: SparkSession, config: Config) -> DataFrame:

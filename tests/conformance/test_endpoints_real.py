@@ -51,7 +51,7 @@ def test_tplink_plug_cloud_endpoints_are_named_by_dns_and_first_party(spark, con
     macs.write_text(f"device,mac,vendor\nplug,{PLUG},TP-Link\n")
     plans = pipeline.plan_files(config, "pingpong-endpoints", "home", [capture], macs, None)
     pipeline.ingest(spark, config, "pingpong-endpoints", plans, progress=False)
-    pipeline.build(spark, config, ["pingpong-endpoints"])
+    pipeline.build(spark, config, ["pingpong-endpoints"], only=pipeline.models_for(config, "endpoint_usage"))
     answers = tplink_answers(capture)
     rows = (
         spark.table("iotlake.endpoint_usage")

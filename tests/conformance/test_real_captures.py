@@ -26,7 +26,13 @@ def ingest_file(spark, config, dataset: str, capture: Path, macs: Path) -> None:
 
     plans = pipeline.plan_files(config, dataset, "site1", [capture], macs, None)
     pipeline.ingest(spark, config, dataset, plans, progress=False)
-    pipeline.build(spark, config, [dataset], alignment="capture_start")
+    pipeline.build(
+        spark,
+        config,
+        [dataset],
+        alignment="capture_start",
+        only=pipeline.models_for(config, "interval_volumes"),
+    )
 
 
 def device_metrics(spark, dataset: str) -> dict[str, dict[str, int]]:

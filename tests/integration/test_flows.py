@@ -117,7 +117,9 @@ def flows(spark, config, tmp_path_factory):
     previous = settings.udp_idle_s
     settings.udp_idle_s = UDP_IDLE_S
     try:
-        pipeline.build(spark, config, ["flowlab"])
+        pipeline.build(
+            spark, config, ["flowlab"], only=pipeline.models_for(config, "flow_patterns", "flow_entropy")
+        )
     finally:
         settings.udp_idle_s = previous
     return {

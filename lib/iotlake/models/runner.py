@@ -92,6 +92,22 @@ def discover(sql_dir: Path) -> list[Model]:
     return [models[name] for name in order]
 
 
+def with_upstream(models: Iterable[Model], names: Iterable[str]) -> list[str]:
+    """The named models and every model they read from, directly or not (to rebuild a few tables alone)."""
+    by_name = {m.name: m for m in models}
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise IotlakeError("sql/", f"unknown model(s): {', '.join(unknown)}")
+    wanted: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in by_name and name not in wanted:
+            wanted.add(name)
+            pending += by_name[name].depends_on
+    return [name for name in by_name if name in wanted]
+
+
 def register_functions(spark: SparkSession, sql_dir: Path) -> None:
     """Create the temporary SQL functions of `functions.sql` in this session."""
     path = sql_dir / FUNCTIONS_FILE
