@@ -112,10 +112,15 @@ def all_tables() -> list[Table]:
 
 
 def exists(spark: SparkSession, lake_root: str, entry: Table) -> bool:
-    """True when the table's Delta log exists under the lake root."""
-    from delta.tables import DeltaTable
+    """True when the table's Delta log exists under the lake root.
 
-    return DeltaTable.isDeltaTable(spark, entry.path(lake_root))
+    Asks the file system (any Hadoop URI) rather than `DeltaTable.isDeltaTable`, whose cached answer stays
+    False in a long-lived session after another process creates the table.
+    """
+    jvm = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(f"{entry.path(lake_root)}/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(log)) and len(fs.listStatus(log)) > 0
 
 
 def register(spark: SparkSession, lake_root: str, entry: Table) -> None:
