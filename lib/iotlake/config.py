@@ -256,13 +256,18 @@ def _read_text(path: Path) -> str:
         raise ConfigError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a read or syntax error is one line naming the file (and line)."""
     try:
-        data = yaml.safe_load(_read_text(path)) or {}
+        return yaml.safe_load(_read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(where, f"invalid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(path, "expected a mapping of keys to values")
     return data

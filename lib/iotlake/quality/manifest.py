@@ -25,7 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from iotlake.config import Device, SiteConfig, load_macs, load_site
+from iotlake.config import Device, SiteConfig, load_macs, load_site, read_yaml
 from iotlake.errors import ConfigError, IotlakeError
 from iotlake.names import check_name, safe_name
 
@@ -237,14 +236,7 @@ def load_manifest(path: Path) -> Manifest:
     path = manifest_path(path)
     if not path.is_file():
         raise ConfigError(path, "manifest not found (a contribution needs a dataset.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(where, f"invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(path, "expected a mapping with dataset, contributor, licence, source and sites")
     try:
