@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv tshark jars demo test reliability lint format bench clean
+.PHONY: setup venv tshark jars demo test test-heavy reliability lint format bench clean
 
 setup: venv tshark jars
 
@@ -36,6 +36,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Real-data tests too long for test's time budget (signatures on the 100 shared event captures: ~5 minutes).
+test-heavy: setup
+	$(BIN)/python -m pytest -m heavy -s tests/conformance
 
 # Kill-and-rerun of real CLI processes (about 5 minutes; not part of test, which keeps under its time budget).
 reliability: setup

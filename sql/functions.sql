@@ -44,3 +44,16 @@ CREATE OR REPLACE TEMPORARY FUNCTION cert_name_matches(name STRING, pattern STRI
       AND instr(substr(lower(name), 1, length(name) - length(pattern) + 1), '.') = 0
     ELSE lower(name) = lower(pattern)
   END;
+
+-- The key two host names of flow fingerprints compare by (the earlier signature tool's host equality): an
+-- address stays itself; a name loses its first label when it has three or more, so names that differ only
+-- in their leftmost label match ('use1-api.tplinkra.com' ~ 'euw1-api.tplinkra.com' ~ 'tplinkra.com') and a
+-- subdomain matches its parent. Lower case, trailing dot dropped.
+CREATE OR REPLACE TEMPORARY FUNCTION host_key(host STRING) RETURNS STRING RETURN
+  CASE
+    WHEN host IS NULL THEN NULL
+    WHEN host RLIKE '^[0-9.]+$' OR instr(host, ':') > 0 THEN host
+    WHEN size(split(trim(TRAILING '.' FROM lower(host)), '[.]')) >= 3
+      THEN substring(trim(TRAILING '.' FROM lower(host)), instr(trim(TRAILING '.' FROM lower(host)), '.') + 1)
+    ELSE trim(TRAILING '.' FROM lower(host))
+  END;

@@ -64,7 +64,11 @@ def ingest(
         str, typer.Argument(help="dataset name (registered in conf/datasets.csv unless files follow)")
     ],
     files: Annotated[
-        list[Path] | None, typer.Argument(help="capture files (default: the dataset's folder)")
+        list[Path] | None,
+        typer.Argument(
+            help="capture files, or one dataset folder (site folders, or <device>/<event>/ folders with "
+            "devices.yaml); default: the dataset's registered folder"
+        ),
     ] = None,
     site: Annotated[str, typer.Option(help="site of the given files")] = "default",
     macs: Annotated[Path | None, typer.Option(help="MAC map of the given files' site")] = None,
@@ -79,7 +83,9 @@ def ingest(
     from iotlake import pipeline
 
     config = _config(conf, lake)
-    if files:
+    if files and len(files) == 1 and files[0].is_dir():
+        plans = pipeline.plan_directory(config, dataset, files[0])
+    elif files:
         plans = pipeline.plan_files(config, dataset, site, list(files), macs, site_config)
     else:
         plans = pipeline.plan_registered(config, dataset)
@@ -116,44 +122,91 @@ def build(
     console.print(f"built {len(runs)} model(s) in {time.monotonic() - started:.1f}s")
 
 
+def _show_result(result, output: str) -> None:
+    """Print a query result as a rich table, CSV or JSON (the two latter on stdout, nothing else there)."""
+    from iotlake import query
+
+    if output == "csv":
+        sys.stdout.write(query.to_csv(result))
+    elif output == "json":
+        sys.stdout.write(query.to_json(result) + "\n")
+    else:
+        _print_frame([[query.cell(v) for v in row] for row in result.rows], result.columns)
+    sys.stdout.flush()
+
+
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="a Spark SQL statement; tables are iotlake.<name>")],
+    statement: Annotated[
+        str | None,
+        typer.Argument(help="SQL statement(s), tables as iotlake.<name>; none: an interactive shell"),
+    ] = None,
     output: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--as-of", help="time travel: VERSION, TIMESTAMP or TABLE=VERSION|TIMESTAMP (repeatable)"
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="read only this dataset's rows of every table")
+    ] = None,
     limit: Annotated[int, typer.Option(help="rows to show at most")] = 1000,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no summary line")] = False,
     conf: ConfOption = None,
     lake: LakeOption = None,
 ) -> None:
-    """Run one SQL statement against the lake and print the result."""
-    from pyspark.errors import PySparkException
+    """Run SQL against the lake (read-only), or open an interactive SQL shell when no statement is given."""
+    from iotlake import query
 
-    from iotlake.lake import tables
-    from iotlake.models.runner import declare, discover, register_functions
-
+    output = "json" if as_json else output
+    if output not in query.FORMATS:
+        raise IotlakeError("--format", f"{output!r}: use table, csv or json")
+    scope = query.make_scope(as_of, dataset)
     config = _config(conf, lake)
     spark = _spark(config, "iotlake sql")
-    sql_dir = config.project_dir / "sql"
-    declare(discover(sql_dir))
-    register_functions(spark, sql_dir)
-    tables.register_all(spark, config.lake_root)
-    try:
-        frame = spark.sql(query)
-        rows = frame.limit(limit).collect()
-    except PySparkException as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise IotlakeError("sql", first) from None
-    columns = frame.columns
-    if output == "json":
-        for row in rows:
-            console.print_json(json.dumps(row.asDict(recursive=True), default=str))
-    elif output == "csv":
-        import csv
+    session = query.open_session(spark, config.lake_root, config.project_dir / "sql", scope, limit)
 
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows([list(r) for r in rows])
+    def show(result: query.Result, fmt: str) -> None:
+        _show_result(result, fmt)
+        if not quiet:
+            errors.print(result.summary(), style="dim", highlight=False, soft_wrap=True)
+
+    if statement is not None:
+        for result in session.run_all(statement):
+            show(result, output)
+        return
+    shell = query.Shell(
+        session,
+        show,
+        say=lambda text: errors.print(escape(text), highlight=False),
+        fail=lambda text: errors.print(
+            f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True
+        ),
+        output=output,
+    )
+    if sys.stdin.isatty():
+        if not quiet:
+            errors.print(
+                f"iotlake sql on {config.lake_root}: statements end with ';', .help for more, \\q quits"
+            )
+        read = query.prompt_reader(session, shell)
+        while True:
+            try:
+                if not shell.feed(read()):
+                    break
+            except KeyboardInterrupt:
+                shell.pending = ""
+            except EOFError:
+                break
     else:
-        _print_frame([list(r) for r in rows], columns)
+        for line in sys.stdin:
+            if not shell.feed(line.rstrip("\n")):
+                break
+    shell.finish()
+    if shell.errors:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -297,6 +350,109 @@ def protocols_unknown(
     _print_frame(rows, ["dataset", "protocol", "devices", "packets"], title="labels with no category")
 
 
+signatures_app = typer.Typer(
+    no_args_is_help=True, help="Event signatures: learn from labelled captures, detect, evaluate, export."
+)
+app.add_typer(signatures_app, name="signatures")
+DatasetArgument = Annotated[str, typer.Argument(help="dataset in the lake")]
+
+
+@signatures_app.command("learn")
+def signatures_learn(dataset: DatasetArgument, conf: ConfOption = None, lake: LakeOption = None) -> None:
+    """Learn one signature per labelled device and event of the dataset (table event_signatures)."""
+    from iotlake.signatures import mining
+
+    config = _config(conf, lake)
+    spark = _spark(config, "iotlake signatures learn")
+    report = mining.learn(spark, config, dataset)
+    rows = (
+        mining.signatures(spark, config, dataset)
+        .select(
+            "device",
+            "event",
+            "element_no",
+            "remote",
+            "transport",
+            "application",
+            "fixed_port",
+            "initiator",
+            "app_fields",
+            "support",
+        )
+        .collect()
+    )
+    _print_frame([tuple(r) for r in rows], list(rows[0].asDict()) if rows else [], title="event signatures")
+    console.print(
+        f"learned {report.events} signature(s), {report.elements} element(s) (event_signatures v{report.version})"
+    )
+
+
+@signatures_app.command("detect")
+def signatures_detect(
+    dataset: Annotated[str, typer.Argument(help="dataset to scan")],
+    signatures: Annotated[
+        str | None,
+        typer.Option("--signatures", help="dataset the signatures were learned on (default: same)"),
+    ] = None,
+    capture: Annotated[list[str] | None, typer.Option("--capture", help="only these captures")] = None,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Scan a dataset's captures for signature occurrences (table event_detections)."""
+    from iotlake.signatures import mining
+
+    config = _config(conf, lake)
+    spark = _spark(config, "iotlake signatures detect")
+    found, version = mining.detect(spark, config, dataset, signatures, capture)
+    rows = mining.detections(spark, config, dataset, signatures, capture).collect()
+    _print_frame([tuple(r) for r in rows], list(rows[0].asDict()) if rows else [], title="event detections")
+    console.print(f"{found} detection(s) (event_detections v{version})")
+
+
+@signatures_app.command("evaluate")
+def signatures_evaluate(
+    dataset: DatasetArgument,
+    train: Annotated[
+        int | None, typer.Option(help="training captures per event (default: train_fraction of iotlake.yaml)")
+    ] = None,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Learn on each event's earliest captures, detect on all others: precision and recall per event."""
+    from iotlake.signatures import mining
+
+    config = _config(conf, lake)
+    result = mining.evaluate(_spark(config, "iotlake signatures evaluate"), config, dataset, train)
+    console.print(mining.evaluation_markdown(result.rows), markup=False)
+    console.print(f"evaluated {len(result.rows)} signature(s) (signature_evaluation v{result.version})")
+
+
+@signatures_app.command("export")
+def signatures_export(
+    dataset: DatasetArgument,
+    out: Annotated[Path, typer.Option("--out", help="folder to write <device>/… files into")],
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="csv (the earlier tool's signature.csv), yaml (firewall device profile), nft (nftables), "
+            "mud (RFC 8520) or all; repeatable",
+        ),
+    ] = None,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Export each device's signatures and periodic background as signature CSVs, profiles and MUD files."""
+    from iotlake.signatures import profiles
+
+    config = _config(conf, lake)
+    written = profiles.export(
+        _spark(config, "iotlake signatures export"), config, dataset, output or ["all"], out
+    )
+    devices = {p.parent.name for p in written}
+    console.print(f"wrote {len(written)} file(s) for {len(devices)} device(s) to {out}")
+
+
 @app.command()
 def contribute(
     path: Annotated[Path, typer.Argument(help="the contributed folder (or its dataset.yaml)")],
@@ -348,14 +504,20 @@ def list_datasets(conf: ConfOption = None, lake: LakeOption = None) -> None:
 
 
 @app.command("tables")
-def list_tables(conf: ConfOption = None, lake: LakeOption = None) -> None:
-    """List the lake's tables with row counts and Delta versions."""
+def list_tables(
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON array instead of a table")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no summary line")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """List the lake's tables with row counts, Delta versions and what a row is."""
     from delta.tables import DeltaTable
 
     from iotlake.lake import tables
     from iotlake.models.runner import declare, discover
 
     config = _config(conf, lake)
+    started = time.monotonic()
     spark = _spark(config, "iotlake tables")
     declare(discover(config.project_dir / "sql"))
     rows = []
@@ -363,7 +525,144 @@ def list_tables(conf: ConfOption = None, lake: LakeOption = None) -> None:
         delta = DeltaTable.forPath(spark, entry.path(config.lake_root))
         version = delta.history(1).collect()[0]["version"]
         rows.append((entry.qualified, entry.layer, delta.toDF().count(), version, entry.comment))
-    _print_frame(rows, ["table", "layer", "rows", "version", "what a row is"], title=config.lake_root)
+    columns = ["table", "layer", "rows", "version", "what a row is"]
+    if as_json:
+        sys.stdout.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=1) + "\n")
+    else:
+        _print_frame(rows, columns, title=config.lake_root)
+    if not quiet:
+        errors.print(
+            f"{len(rows)} tables, {sum(r[2] for r in rows)} rows in {config.lake_root} "
+            f"in {time.monotonic() - started:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("catalog")
+def catalog_command(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the registration SQL to this file instead of stdout")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="(re)write the table and column comments into every table")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="tables, locations and comment status as JSON")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no summary line")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Print the SQL that registers the lake's tables as iotlake.<name> in spark-sql or pyspark."""
+    from iotlake import catalog
+    from iotlake.lake import tables
+    from iotlake.models.runner import declare, discover
+
+    config = _config(conf, lake)
+    started = time.monotonic()
+    spark = _spark(config, "iotlake catalog")
+    sql_dir = config.project_dir / "sql"
+    declare(discover(sql_dir))
+    notes = catalog.annotate(spark, config.lake_root, sql_dir) if apply else []
+    script = catalog.register_script(spark, config.lake_root)
+    found = [t for t in tables.all_tables() if tables.exists(spark, config.lake_root, t)]
+    if as_json:
+        by_name = {n.table: n for n in notes}
+        entries = [
+            {
+                "table": t.qualified,
+                "location": catalog.location(config.lake_root, t),
+                "comment": t.comment,
+                **(
+                    {
+                        "columns_commented": list(by_name[t.name].columns_set),
+                        "missing": list(by_name[t.name].missing),
+                    }
+                    if t.name in by_name
+                    else {}
+                ),
+            }
+            for t in found
+        ]
+        sys.stdout.write(json.dumps(entries, indent=1) + "\n")
+    elif out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(script)
+    else:
+        sys.stdout.write(script)
+    if not quiet:
+        changed = sum(1 for n in notes if n.table_comment_set or n.columns_set)
+        missing = sum(len(n.missing) for n in notes)
+        applied = (
+            f"; comments updated in {changed} table(s), {missing} column(s) without a comment"
+            if apply
+            else ""
+        )
+        where = f" to {out}" if out is not None and not as_json else ""
+        errors.print(
+            f"{len(found)} tables registered{where}{applied} in {time.monotonic() - started:.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("import-pms")
+def import_pms(
+    dataset: Annotated[str, typer.Argument(help="name of the imported dataset")],
+    folder: Annotated[Path, typer.Argument(help="Passive-Mode-Study folder (data/ and macs/)")],
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Import the earlier tool's per-capture CSV files into the gold tables (source = imported)."""
+    from iotlake.imports import pms
+
+    config = _config(conf, lake)
+    pms.plan_import(folder)  # a bad folder fails here, before Spark starts
+    report = pms.import_pms(_spark(config, "iotlake import-pms"), config, dataset, folder)
+    console.print(
+        f"imported {sum(report.files.values())} files ({report.skipped} summary/Combined files left out), "
+        + ", ".join(f"{t}: {n} rows (v{report.versions[t]})" for t, n in report.rows.items())
+        + f"; {report.flagged} `*` rows flagged"
+    )
+
+
+reproduce_app = typer.Typer(no_args_is_help=True, help="Re-derive published summary tables and compare.")
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@reproduce_app.command("pms")
+def reproduce_pms(
+    dataset: Annotated[str, typer.Option("--dataset", help="imported dataset to use")] = "pms",
+    folder: Annotated[
+        Path | None,
+        typer.Option("--folder", help="study folder (default: ../shared/data/passive-mode-study)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="also write the reproduced CSVs here")] = None,
+    reimport: Annotated[bool, typer.Option("--reimport", help="import the folder again first")] = False,
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Re-derive the Passive-Mode-Study summaries from the imported files and compare with the published ones."""
+    from iotlake.imports import pms, reproduce
+
+    config = _config(conf, lake)
+    folder = folder or reproduce.default_folder(config.project_dir)
+    pms.plan_import(folder)  # a bad folder fails here, before Spark starts
+    spark = _spark(config, "iotlake reproduce")
+    result = reproduce.reproduce_pms(spark, config, dataset, folder, out, reimport)
+    columns = ["published table", "cells", "exact", "at printed precision", "deviations", "method"]
+    _print_frame(
+        reproduce.summary_rows(result.tables), columns, title="reproduce pms: re-derived vs published"
+    )
+    deviations = [astuple(d) for c in result.tables for d in c.deviations]
+    if deviations:
+        columns = ["published table", "row", "column", "published", "reproduced", "cause"]
+        _print_frame(deviations, columns, title="deviations")
+    unexplained = sum(1 for d in deviations if d[-1] == reproduce.CAUSE_UNEXPLAINED)
+    console.print(f"{len(deviations)} deviation(s), {unexplained} unexplained")
+    if result.written:
+        console.print(f"wrote {result.written} reproduced files to {out}")
 
 
 @app.command()

@@ -100,6 +100,33 @@ class FlowSettings(BaseModel):
         }
 
 
+class SignatureSettings(BaseModel):
+    """`signatures` in iotlake.yaml: how event signatures are learned, detected and evaluated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_support: float = Field(
+        default=1.0, gt=0, le=1, description="share of an event's training captures a flow must occur in"
+    )
+    repeat_gap_s: float = Field(
+        default=5.0, ge=0, description="a flow repeating in a capture with this median gap is background"
+    )
+    window_slack_s: float = Field(
+        default=5.0, ge=0, description="added to the longest training span to form the detection window"
+    )
+    train_fraction: float = Field(
+        default=0.5, gt=0, lt=1, description="share of each event's captures `evaluate` learns on"
+    )
+
+    def parameters(self) -> dict[str, float]:
+        """The named SQL parameters of the signature queries."""
+        return {
+            "min_support": self.min_support,
+            "repeat_gap_s": self.repeat_gap_s,
+            "window_slack_s": self.window_slack_s,
+        }
+
+
 class Settings(BaseModel):
     """`conf/iotlake.yaml`: where the lake lives and how jobs run."""
 
@@ -114,6 +141,7 @@ class Settings(BaseModel):
     alignment: Alignment = "wall_clock"
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     flows: FlowSettings = Field(default_factory=FlowSettings)
+    signatures: SignatureSettings = Field(default_factory=SignatureSettings)
     profiles: dict[str, FilterProfile] = Field(default_factory=_default_profiles, min_length=1)
 
     @field_validator("profiles")
@@ -219,15 +247,23 @@ class SiteConfig(BaseModel):
         return out
 
 
+Attribution = Literal["mac", "ip"]
+
+
 @dataclass(frozen=True)
 class Device:
-    """One row of a MAC map: a device of a site."""
+    """One row of a MAC map: a device of a site, known by its MAC, its IP, or both."""
 
     device: str
-    mac: str
+    mac: str | None
     ip: str | None = None
     vendor: str | None = None
     kind: str | None = None
+
+    @property
+    def attribution(self) -> Attribution:
+        """How the device's frames are found: by `mac` when the map gives one, else by `ip` (raw-IP captures)."""
+        return "mac" if self.mac else "ip"
 
 
 @dataclass(frozen=True)
@@ -294,7 +330,10 @@ def load_site(path: Path | None) -> SiteConfig:
 
 
 def load_macs(path: Path) -> list[Device]:
-    """Parse a MAC map: `device,mac[,ip][,vendor][,kind]` with a header, or the earlier `Name,MAC` lines."""
+    """Parse a MAC map: `device,mac[,ip][,vendor][,kind]` with a header, or the earlier `Name,MAC` lines.
+
+    With a header, a row may leave the MAC empty when it gives an IP: that device is attributed by IP.
+    """
     rows = list(csv.reader(io.StringIO(_read_text(path))))
     header = ["device", "mac", "ip", "vendor", "kind"]
     start = 0
@@ -314,6 +353,7 @@ def load_macs(path: Path) -> list[Device]:
     devices: list[Device] = []
     seen_names: dict[str, int] = {}
     seen_macs: dict[str, int] = {}
+    seen_ips: dict[str, int] = {}
     for index in range(start, len(rows)):
         line = index + 1
         cells = [c.strip() for c in rows[index]]
@@ -325,20 +365,28 @@ def load_macs(path: Path) -> list[Device]:
         record = dict(zip(header, cells, strict=False))
         name = record.get("device", "")
         check_name("device", name, where)
-        mac = normalise_mac(record.get("mac", ""))
-        if mac is None:
-            raise ConfigError(where, f"malformed MAC {record.get('mac', '')!r} for device {name!r}")
         if name in seen_names:
             raise ConfigError(where, f"duplicate device name {name!r} (first on line {seen_names[name]})")
-        if mac in seen_macs:
-            raise ConfigError(where, f"duplicate MAC {mac} (first on line {seen_macs[mac]})")
         ip = record.get("ip") or None
         if ip:
             try:
                 ip = str(ipaddress.ip_address(ip))
             except ValueError:
                 raise ConfigError(where, f"invalid IP address {ip!r} for device {name!r}") from None
-        seen_names[name], seen_macs[mac] = line, line
+            if ip in seen_ips:
+                raise ConfigError(where, f"duplicate IP {ip} (first on line {seen_ips[ip]})")
+        mac_text = record.get("mac", "")
+        mac = normalise_mac(mac_text)
+        if mac is None and (mac_text or not ip):
+            what = f"malformed MAC {mac_text!r}" if mac_text else "no MAC and no IP"
+            raise ConfigError(where, f"{what} for device {name!r}")
+        if mac is not None and mac in seen_macs:
+            raise ConfigError(where, f"duplicate MAC {mac} (first on line {seen_macs[mac]})")
+        seen_names[name] = line
+        if mac is not None:
+            seen_macs[mac] = line
+        if ip:
+            seen_ips[ip] = line
         devices.append(Device(name, mac, ip, record.get("vendor") or None, record.get("kind") or None))
     if not devices:
         raise ConfigError(path, "no devices listed")
@@ -527,6 +575,39 @@ class Config:
         if not sites:
             raise ConfigError(directory, f"dataset {dataset!r}: no site folder with captures")
         return sites
+
+
+EVENT_DEVICES_FILE = "devices.yaml"
+
+
+class EventDevice(BaseModel):
+    """One entry of an event-capture folder's `devices.yaml`: the device's address and what it is."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    ipv4: str
+    manufacturer: str | None = None
+    device_type: str | None = Field(default=None, alias="device-type")
+
+    @field_validator("ipv4")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return str(ipaddress.IPv4Address(value))
+
+
+def load_event_devices(path: Path) -> dict[str, Device]:
+    """The devices of an event-capture folder (`<Device>/<event>/*.pcap` beside `devices.yaml`), by name.
+
+    The captures are anonymised per device but keep each device's IPv4 address, so devices are attributed by IP.
+    """
+    data = _load_yaml(path)
+    devices = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(path, f"{name}: expected a mapping with an ipv4 field")
+        parsed = _validated(EventDevice, entry, Path(f"{path}: {name}"))
+        devices[name] = Device(name, None, parsed.ipv4, parsed.manufacturer, parsed.device_type)
+    return devices
 
 
 def find_captures(folder: Path) -> list[Path]:

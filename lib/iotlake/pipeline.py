@@ -19,12 +19,14 @@ from iotlake import protocols
 from iotlake.capture.extract import CaptureSpec, extract_captures
 from iotlake.capture.probe import probe
 from iotlake.config import (
+    EVENT_DEVICES_FILE,
     Alignment,
     Config,
     Device,
     SiteConfig,
     find_captures,
     load_endpoint_rules,
+    load_event_devices,
     load_macs,
     load_protocol_types,
     load_site,
@@ -82,8 +84,11 @@ def plan_registered(config: Config, dataset: str) -> list[SitePlan]:
 
 
 def plan_directory(config: Config, dataset: str, directory: Path) -> list[SitePlan]:
-    """Plan the ingest of a dataset folder: every site sub-folder and its captures."""
+    """Plan the ingest of a dataset folder: every site sub-folder and its captures (or, for a folder of
+    event captures with a `devices.yaml`, see `plan_events`)."""
     check_name("dataset", dataset)
+    if (directory / EVENT_DEVICES_FILE).is_file():
+        return plan_events(dataset, directory)
     plans = []
     for site in config.sites_in(directory, dataset):
         check_name("site", site, str(directory / site))
@@ -98,6 +103,34 @@ def plan_directory(config: Config, dataset: str, directory: Path) -> list[SitePl
             plan.captures.append(CaptureSpec(dataset, site, capture_name(path, folder), path))
         plans.append(plan)
     return plans
+
+
+EVENTS_SITE = "lab"
+
+
+def plan_events(dataset: str, directory: Path) -> list[SitePlan]:
+    """Plan the ingest of event captures laid out as `<Device>/<event>/*.pcap` beside `devices.yaml`.
+
+    One site (`lab`); each capture is labelled with its device and event and named `<Device>_<event>_<file>`;
+    the devices are those with folders, attributed by the IPv4 address `devices.yaml` gives them.
+    """
+    known = load_event_devices(directory / EVENT_DEVICES_FILE)
+    plan = SitePlan(EVENTS_SITE, [], SiteConfig())
+    for device_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        device = check_name("device", device_dir.name, str(device_dir))
+        if device not in known:
+            raise IotlakeError(device_dir, f"device {device!r} is not in {directory / EVENT_DEVICES_FILE}")
+        plan.devices.append(known[device])
+        for event_dir in sorted(p for p in device_dir.iterdir() if p.is_dir()):
+            event = check_name("event", event_dir.name, str(event_dir))
+            for path in find_captures(event_dir):
+                probe(path)
+                name = capture_name(path, directory)
+                labels = (("device", device), ("event", event))
+                plan.captures.append(CaptureSpec(dataset, EVENTS_SITE, name, path, labels))
+    if not plan.captures:
+        raise IotlakeError(directory, "no <device>/<event>/ folder with captures")
+    return [plan]
 
 
 def plan_files(
@@ -153,7 +186,7 @@ def ingest(
     )
     written = spark.read.format("delta").load(tables.table("packets").path(lake_root))
     written = written.where(F.col("dataset") == dataset).where(F.col("site").isin(list(by_site)))
-    captures = bronze.captures_frame(spark, extracts, written)
+    captures = bronze.with_labels(spark, bronze.captures_frame(spark, extracts, written), specs)
     versions["captures"] = write_table(
         captures, tables.table("captures"), lake_root, capture_scopes, "ingest_captures", {"sources": sources}
     )

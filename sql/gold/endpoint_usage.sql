@@ -148,5 +148,6 @@ SELECT dataset, site, capture, device, profile, remote_ip, name, name_source, na
          ELSE coalesce(decided.rule, 'no rule matched')
        END AS class_rule,
        scope, peer_device, protocols, remote_ports, first_seen, last_seen,
-       packets, bytes, tx_packets, tx_bytes, rx_packets, rx_bytes
+       packets, bytes, tx_packets, tx_bytes, rx_packets, rx_bytes,
+       'captures' AS source
 FROM ruled

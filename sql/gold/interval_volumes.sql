@@ -71,6 +71,7 @@ SELECT g.dataset, g.site, g.capture, g.device, g.profile, g.scope,
        coalesce(c.tx_frames, 0) AS tx_frames,
        coalesce(c.tx_bytes, 0) AS tx_bytes,
        coalesce(c.rx_frames, 0) AS rx_frames,
-       coalesce(c.rx_bytes, 0) AS rx_bytes
+       coalesce(c.rx_bytes, 0) AS rx_bytes,
+       'captures' AS source
 FROM grid g
 LEFT JOIN counted c USING (dataset, site, capture, device, profile, scope, k)

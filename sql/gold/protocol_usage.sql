@@ -36,6 +36,7 @@ SELECT c.dataset, c.site, c.capture, c.device, c.profile, c.scope, c.ip_version,
        c.packets / sum(c.packets) OVER (PARTITION BY c.dataset, c.site, c.capture, c.device, c.profile, c.scope)
          AS packet_share,
        c.bytes / sum(c.bytes) OVER (PARTITION BY c.dataset, c.site, c.capture, c.device, c.profile, c.scope)
-         AS byte_share
+         AS byte_share,
+       'captures' AS source
 FROM counted c
 LEFT JOIN protocol_types ty ON c.is_application AND ty.protocol = c.protocol

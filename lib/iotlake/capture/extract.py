@@ -32,12 +32,14 @@ LANDING_PART = "part-{index:05d}.tsv.gz"
 
 @dataclass(frozen=True)
 class CaptureSpec:
-    """One capture to extract: its lake keys (already validated names) and its file."""
+    """One capture to extract: its lake keys (already validated names), its file and its labels
+    (e.g. device and event of an event capture), as sorted (key, value) pairs."""
 
     dataset: str
     site: str
     capture: str
     path: Path
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

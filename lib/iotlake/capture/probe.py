@@ -8,19 +8,33 @@ judge here: 4.0 reads a text file as "MP4 media" and an empty file as an ERF cap
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from iotlake.errors import BadCaptureError
 
-# Link types the lake can dissect into its columns. Adding one (raw IP: 101, Linux cooked: 113/276) is a line.
+if TYPE_CHECKING:
+    from iotlake.config import Device
+
+# Link types the lake can dissect into its columns. Adding one is a line (and, without Ethernet addresses, a
+# member of IP_ATTRIBUTED_LINK_TYPES).
 SUPPORTED_LINK_TYPES: dict[int, str] = {
     1: "Ethernet",
+    101: "raw IP",
+    113: "Linux cooked",
+    228: "raw IPv4",
+    229: "raw IPv6",
+    276: "Linux cooked v2",
 }
 
-# Link types whose frames carry no MAC address (null/loopback, raw IP): the MAC map cannot attribute them.
-NO_MAC_LINK_TYPES = frozenset({0, 12, 14, 101, 108, 228, 229})
+# Supported link types whose frames have no Ethernet source and destination (raw IP; Linux cooked headers name
+# only the sender): their frames are attributed to devices by IP, so every device of the MAC map needs an ip.
+IP_ATTRIBUTED_LINK_TYPES = frozenset({101, 113, 228, 229, 276})
+
+# Unsupported link types whose frames carry no MAC address (null/loopback, BSD raw IP).
+NO_MAC_LINK_TYPES = frozenset({0, 12, 14, 108})
 
 # Names of common LINKTYPE_* numbers (https://www.tcpdump.org/linktypes.html), for error messages.
 LINK_TYPE_NAMES: dict[int, str] = {
@@ -102,8 +116,11 @@ def supported_label() -> str:
     return ", ".join(f"{name} ({number})" for number, name in sorted(SUPPORTED_LINK_TYPES.items()))
 
 
-def probe(path: Path) -> CaptureProbe:
-    """Read the header of `path` and classify it, or raise BadCaptureError with a one-line problem."""
+def probe(path: Path, devices: Sequence[Device] | None = None) -> CaptureProbe:
+    """Read the header of `path` and classify it, or raise BadCaptureError with a one-line problem.
+
+    With the site's `devices`, also check that they can be attributed in it (see `check_attribution`).
+    """
     path = Path(path)
     if not path.exists():
         raise BadCaptureError(path, "no such file")
@@ -130,7 +147,26 @@ def probe(path: Path) -> CaptureProbe:
     except OSError as exc:
         raise BadCaptureError(path, f"cannot read: {exc.strerror or exc}") from exc
     _check_link_types(result)
+    if devices is not None:
+        check_attribution(result, devices)
     return result
+
+
+def check_attribution(result: CaptureProbe, devices: Sequence[Device]) -> None:
+    """Raise when the capture's frames have no Ethernet addresses and a device of the map has no IP.
+
+    Such frames (raw IP, Linux cooked) are attributed by IP alone; a device without one would silently get none.
+    """
+    ip_only = [lt for lt in dict.fromkeys(result.link_types) if lt in IP_ATTRIBUTED_LINK_TYPES]
+    missing = [d.device for d in devices if not d.ip]
+    if not ip_only or not missing:
+        return
+    names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    raise BadCaptureError(
+        result.path,
+        f"{link_type_label(ip_only[0])} frames have no Ethernet addresses, so devices are attributed by IP: "
+        f"the MAC map needs an ip column with an address for {names}",
+    )
 
 
 def _describe_start(head: bytes) -> str:
@@ -201,10 +237,17 @@ def _pcapng_link_types(path: Path, handle: BinaryIO, size: int) -> list[int]:
 
 def _check_link_types(result: CaptureProbe) -> None:
     unsupported = [lt for lt in dict.fromkeys(result.link_types) if lt not in SUPPORTED_LINK_TYPES]
+    distinct = list(dict.fromkeys(result.link_types))
+    if not unsupported and len(distinct) > 1:
+        # One link type per capture keeps attribution (by MAC or by IP) and `captures.link_types` per file.
+        raise BadCaptureError(
+            result.path,
+            f"interfaces have different link types ({', '.join(link_type_label(lt) for lt in distinct)}); "
+            "split the capture by interface (one link type per file)",
+        )
     if not unsupported:
         return
     supported = f"supported: {supported_label()}"
-    distinct = list(dict.fromkeys(result.link_types))
     if len(distinct) > 1:
         raise BadCaptureError(
             result.path,

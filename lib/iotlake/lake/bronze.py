@@ -189,12 +189,25 @@ def captures_frame(spark: SparkSession, extracts: Sequence[Any], packets: DataFr
     )
 
 
-DEVICES_SCHEMA = "dataset string, site string, device string, mac string, ip string, vendor string, kind string"
+def with_labels(spark: SparkSession, captures: DataFrame, specs: Sequence[Any]) -> DataFrame:
+    """Add each capture's labels (e.g. device and event of an event capture) as a map column."""
+    rows = [(s.dataset, s.site, s.capture, dict(s.labels)) for s in specs]
+    labels = spark.createDataFrame(
+        rows, "dataset string, site string, capture string, labels map<string, string>"
+    )
+    return captures.join(labels, ["dataset", "site", "capture"], "left")
+
+
+DEVICES_SCHEMA = (
+    "dataset string, site string, device string, mac string, ip string, vendor string, kind string, "
+    "attribution string"
+)
 
 
 def devices_frame(spark: SparkSession, dataset: str, site: str, devices: Iterable[Device]) -> DataFrame:
-    """`devices` rows of one site's MAC map."""
-    rows = [(dataset, site, d.device, d.mac, d.ip, d.vendor, d.kind) for d in devices]
+    """`devices` rows of one site's MAC map; `attribution` says whether frames are found by `mac` or `ip`
+    (mac is null for a device known only by its IP)."""
+    rows = [(dataset, site, d.device, d.mac, d.ip, d.vendor, d.kind, d.attribution) for d in devices]
     return spark.createDataFrame(rows, DEVICES_SCHEMA)
 
 

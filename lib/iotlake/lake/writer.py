@@ -1,22 +1,90 @@
-"""The only code that writes lake tables: atomic partition replacement with provenance in the commit info."""
+"""The only code that writes lake tables: atomic partition replacement with provenance in the commit info.
+
+Writers of different captures or datasets may commit to the same table at once (two ingests of one dataset).
+Delta's optimistic concurrency lets one commit win and fails the other with a conflict; every write here is
+idempotent (replace a scope, MERGE by key, create when absent), so it is simply re-run after a jittered,
+growing pause, a bounded number of times (`with_retry`).
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 
 from iotlake import __version__
-from iotlake.lake.tables import Table, register
+from iotlake.errors import IotlakeError
+from iotlake.lake.tables import Table, exists, register
 from iotlake.names import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 Scope = Mapping[str, str | Sequence[str]]
 Scopes = Scope | Sequence[Scope]
+T = TypeVar("T")
+
+# Commit conflicts: attempts in all (the first and the retries), and the first pause before jitter.
+ATTEMPTS = 8
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 15.0
+
+
+def conflict_types() -> tuple[type[BaseException], ...]:
+    """The exceptions of a Delta commit that lost to a concurrent one (importing them installs PySpark's
+    conversion of the Java exceptions)."""
+    import delta.exceptions as dx
+
+    return (
+        dx.DeltaConcurrentModificationException,
+        dx.ConcurrentWriteException,
+        dx.MetadataChangedException,
+        dx.ProtocolChangedException,
+        dx.ConcurrentAppendException,
+        dx.ConcurrentDeleteReadException,
+        dx.ConcurrentDeleteDeleteException,
+        dx.ConcurrentTransactionException,
+    )
+
+
+def with_retry(
+    commit: Callable[[], T],
+    what: str,
+    attempts: int = ATTEMPTS,
+    backoff_s: float = BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run an idempotent `commit`; on a concurrent-commit conflict wait (exponential, jittered) and run it again.
+
+    Each retry is logged; after `attempts` conflicts the error is one line naming `what` (the table's path).
+    """
+    conflicts = conflict_types()
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except conflicts as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if attempt == attempts:
+                raise IotlakeError(
+                    what, f"concurrent writes kept conflicting, gave up after {attempts} attempts: {reason}"
+                ) from exc
+            delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            log.warning(
+                "%s: commit conflict (%s), retry %d of %d in %.2fs",
+                what,
+                type(exc).__name__,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _literal(value: str) -> str:
@@ -43,16 +111,38 @@ def replace_predicate(scopes: Scopes) -> str:
     return " OR ".join(f"({t})" for t in terms) if len(terms) > 1 else terms[0]
 
 
+def _register(spark: SparkSession, lake_root: str, entry: Table) -> None:
+    """`tables.register`, tolerating another thread of this session registering the same table meanwhile."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        register(spark, lake_root, entry)
+    except AnalysisException:
+        if not spark.catalog.tableExists(entry.qualified):
+            raise
+
+
 def _commit_info(job: str, metadata: Mapping[str, object] | None) -> str:
-    """The Delta commit's userMetadata: the job, the iotlake version, the user and the caller's metadata."""
-    info = {"job": job, "iotlake": __version__, "user": getpass.getuser(), **(metadata or {})}
+    """The Delta commit's userMetadata: the job, the iotlake version, the user, the caller's metadata and a
+    unique write id (so the writer finds its own commit among concurrent ones)."""
+    info = {
+        "job": job,
+        "iotlake": __version__,
+        "user": getpass.getuser(),
+        "write": uuid.uuid4().hex,
+        **(metadata or {}),
+    }
     return json.dumps(info, sort_keys=True, default=str)
 
 
-def _latest_version(spark: SparkSession, path: str) -> int:
+def _latest_version(spark: SparkSession, path: str, info: str | None = None) -> int:
+    """The version of this writer's commit (the newest with userMetadata `info`), else the newest version."""
     from delta.tables import DeltaTable
 
-    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+    history = DeltaTable.forPath(spark, path).history(20 if info else 1).select("version", "userMetadata")
+    rows = history.collect()
+    own = [r["version"] for r in rows if info is not None and r["userMetadata"] == info]
+    return int(max(own) if own else rows[0]["version"])
 
 
 def write_table(
@@ -71,19 +161,20 @@ def write_table(
 
     spark = df.sparkSession
     path = entry.path(lake_root)
+    info = _commit_info(job, metadata)
     writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", replace_predicate(scope))
         # New columns (a model or the field catalog grew) are added to the table; types never change silently.
         .option("mergeSchema", "true")
-        .option("userMetadata", _commit_info(job, metadata))
+        .option("userMetadata", info)
     )
     if entry.partition_by:
         writer = writer.partitionBy(*entry.partition_by)
-    writer.save(path)
-    version = _latest_version(spark, path)
-    register(spark, lake_root, entry)
+    with_retry(lambda: writer.save(path), path)
+    version = _latest_version(spark, path, info)
+    _register(spark, lake_root, entry)
     log.info("wrote %s version %s (%s)", entry.qualified, version, replace_predicate(scope))
     return version
 
@@ -100,13 +191,24 @@ def upsert_table(
 
     For caches such as ip_owners, which grow across runs and datasets instead of being rebuilt per dataset.
     """
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
     path = entry.path(lake_root)
     info = _commit_info(job, metadata)
-    if not DeltaTable.isDeltaTable(spark, path):
-        df.write.format("delta").option("userMetadata", info).save(path)
+    with_retry(lambda: _merge(df, entry, lake_root, keys, info), path)
+    version = _latest_version(spark, path, info)
+    _register(spark, lake_root, entry)
+    log.info("merged into %s version %s", entry.qualified, version)
+    return version
+
+
+def _merge(df: DataFrame, entry: Table, lake_root: str, keys: Sequence[str], info: str) -> None:
+    """One MERGE commit of `df` by `keys` (or the table's first commit, when it does not exist yet)."""
+    from delta.tables import DeltaTable
+
+    spark, path = df.sparkSession, entry.path(lake_root)
+    if not exists(spark, lake_root, entry):
+        # append, not create: a concurrent creator makes this commit conflict (retried as a MERGE), not fail
+        df.write.format("delta").mode("append").option("userMetadata", info).save(path)
     else:
         condition = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         previous = spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None)
@@ -125,20 +227,20 @@ def upsert_table(
                 spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
             else:
                 spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", previous)
-    version = _latest_version(spark, path)
-    register(spark, lake_root, entry)
-    log.info("merged into %s version %s", entry.qualified, version)
-    return version
 
 
 def ensure_table(spark: SparkSession, entry: Table, lake_root: str, schema: str) -> None:
     """Create an empty table when it does not exist yet, so models that read it (e.g. a cache) can run."""
-    from delta.tables import DeltaTable
 
     path = entry.path(lake_root)
-    if not DeltaTable.isDeltaTable(spark, path):
-        spark.createDataFrame([], schema).write.format("delta").partitionBy(*entry.partition_by).save(path)
-    register(spark, lake_root, entry)
+
+    def create() -> None:
+        if not exists(spark, lake_root, entry):
+            empty = spark.createDataFrame([], schema).write.format("delta").partitionBy(*entry.partition_by)
+            empty.mode("append").save(path)
+
+    with_retry(create, path)
+    _register(spark, lake_root, entry)
 
 
 def overwrite_table(
@@ -156,16 +258,17 @@ def overwrite_table(
 
     spark = df.sparkSession
     path = entry.path(lake_root)
+    info = _commit_info(job, metadata)
     writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
-        .option("userMetadata", _commit_info(job, metadata))
+        .option("userMetadata", info)
     )
     if entry.partition_by:
         writer = writer.partitionBy(*entry.partition_by)
-    writer.save(path)
-    version = _latest_version(spark, path)
-    register(spark, lake_root, entry)
+    with_retry(lambda: writer.save(path), path)
+    version = _latest_version(spark, path, info)
+    _register(spark, lake_root, entry)
     log.info("replaced %s: version %s", entry.qualified, version)
     return version

@@ -19,6 +19,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from iotlake.catalog import annotate
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
 from iotlake.lake.writer import write_table
@@ -26,6 +27,9 @@ from iotlake.lake.writer import write_table
 log = logging.getLogger(__name__)
 
 FUNCTIONS_FILE = "functions.sql"
+# Folders of per-dataset models; other folders of sql/ (signatures/, compare/, …) hold queries that jobs run
+# with their own inputs.
+MODEL_LAYERS = ("silver", "gold")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 _REFERENCE = re.compile(r"\biotlake\.([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
 _PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
@@ -81,9 +85,8 @@ def parse_model(path: Path, layer: str) -> Model:
 
 def discover(sql_dir: Path) -> list[Model]:
     """All models under `sql_dir` (one folder per layer), in dependency order."""
-    models = {
-        m.name: m for path in sorted(sql_dir.glob("*/*.sql")) for m in [parse_model(path, path.parent.name)]
-    }
+    paths = sorted(path for layer in MODEL_LAYERS for path in (sql_dir / layer).glob("*.sql"))
+    models = {m.name: m for path in paths for m in [parse_model(path, path.parent.name)]}
     graph = {name: {d for d in m.depends_on if d in models} for name, m in models.items()}
     try:
         order = list(TopologicalSorter(graph).static_order())
@@ -120,6 +123,23 @@ def declare(models: Iterable[Model]) -> None:
     """Declare the models' tables in the table registry so they can be registered and listed."""
     for model in models:
         tables.register_model_table(model.name, model.layer, model.partition_by, model.comment)
+
+
+def run_query(
+    spark: SparkSession,
+    path: Path,
+    parameters: Mapping[str, object],
+    views: Mapping[str, DataFrame] | None = None,
+) -> DataFrame:
+    """Run one query file of sql/ that is not a model (it has its own inputs), binding the parameters it uses."""
+    text = path.read_text()
+    wanted = frozenset(_PARAMETER.findall(_strip_comments(text)))
+    missing = wanted - set(parameters)
+    if missing:
+        raise IotlakeError(path, f"no value for parameter(s) {', '.join(sorted(missing))}")
+    for name, frame in (views or {}).items():
+        frame.createOrReplaceTempView(name)
+    return spark.sql(text, args={k: v for k, v in parameters.items() if k in wanted})
 
 
 @dataclass(frozen=True)
@@ -178,4 +198,6 @@ def run_models(
         )
         runs.append(ModelRun(model.name, dataset, rows, version, time.monotonic() - started))
         log.info("%s: %d rows for dataset %s", model.name, rows, dataset)
+    # Table and column comments (sql/columns.yaml) into the Delta logs; no commit where they are already set.
+    annotate(spark, lake_root, sql_dir)
     return runs

@@ -208,7 +208,11 @@ def _plans(manifest_file: Path, manifest: Manifest) -> list[pipeline.SitePlan]:
         plan = pipeline.SitePlan(site.name, devices, site_config)
         for capture in site.captures:
             path = capture_file(manifest_file, capture)
-            plan.captures.append(CaptureSpec(manifest.dataset, site.name, capture.name, path))
+            plan.captures.append(
+                CaptureSpec(
+                    manifest.dataset, site.name, capture.name, path, tuple(sorted(capture.labels.items()))
+                )
+            )
         plans.append(plan)
     return plans
 
