@@ -40,7 +40,9 @@ def test_signature_of_the_earlier_tools_test_traces(spark, config, tmp_path) -> 
     (tmp_path / "traces" / "devices.yaml").write_text(f"plug:\n  ipv4: {PLUG4}\n")
     plans = pipeline.plan_directory(config, "sigref", tmp_path / "traces")
     pipeline.ingest(spark, config, "sigref", plans, progress=False)
-    pipeline.build(spark, config, ["sigref"], only=pipeline.models_for(config, "flow_fingerprints", "flow_patterns"))
+    pipeline.build(
+        spark, config, ["sigref"], only=pipeline.models_for(config, "flow_fingerprints", "flow_patterns")
+    )
     mining.learn(spark, config, "sigref")
     elements = [r.asDict() for r in mining.signatures(spark, config, "sigref").collect()]
     ours = _rows(profiles.signature_csv(elements, PLUG4))
@@ -59,8 +61,12 @@ def test_real_events_are_detected_in_held_out_repetitions(spark, config) -> None
     from iotlake import pipeline
     from iotlake.signatures import mining
 
-    pipeline.ingest(spark, config, "events", pipeline.plan_directory(config, "events", events), progress=False)
-    pipeline.build(spark, config, ["events"], only=pipeline.models_for(config, "flow_fingerprints", "flow_patterns"))
+    pipeline.ingest(
+        spark, config, "events", pipeline.plan_directory(config, "events", events), progress=False
+    )
+    pipeline.build(
+        spark, config, ["events"], only=pipeline.models_for(config, "flow_fingerprints", "flow_patterns")
+    )
     result = mining.evaluate(spark, config, "events", train=10)
     print("\n" + mining.evaluation_markdown(result.rows))
     found = {(r["device"], r["event"]) for r in result.rows}
@@ -70,4 +76,6 @@ def test_real_events_are_detected_in_held_out_repetitions(spark, config) -> None
         assert row["training_captures"] == 10 and row["test_captures"] == 10
         assert row["elements"] > 0, f"{row['device']}/{row['event']}: no signature"
         assert row["recall"] >= 0.95, f"{row['device']}/{row['event']}: recall {row['recall']}"
-        assert row["false_positives_other_devices"] == 0, f"{row['device']}/{row['event']} fires on other devices"
+        assert row["false_positives_other_devices"] == 0, (
+            f"{row['device']}/{row['event']} fires on other devices"
+        )

@@ -14,6 +14,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from iotlake.catalog import annotate
 from iotlake.config import Config
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
@@ -50,6 +51,14 @@ def _prepare(spark: SparkSession, config: Config) -> None:
     declare(config)
     register_functions(spark, config.project_dir / "sql")
     tables.register_all(spark, config.lake_root)
+
+
+def _write(config: Config, frame: DataFrame, name: str, scope: dict, metadata: dict | None = None) -> int:
+    """Replace `scope` of a signature table and keep its comments (sql/columns.yaml) in the Delta log."""
+    entry = tables.table(name)
+    version = write_table(frame, entry, config.lake_root, scope, JOB, metadata)
+    annotate(frame.sparkSession, config.lake_root, config.project_dir / "sql", [entry])
+    return version
 
 
 def labelled_captures(spark: SparkSession, config: Config, dataset: str) -> DataFrame:
@@ -113,12 +122,11 @@ def learn(spark: SparkSession, config: Config, dataset: str) -> LearnReport:
     dataset's rows of `event_signatures`."""
     training = labelled_captures(spark, config, dataset)
     frame = learn_frame(spark, config, training)
-    version = write_table(
+    version = _write(
+        config,
         frame,
-        tables.table("event_signatures"),
-        config.lake_root,
+        "event_signatures",
         {"dataset": dataset},
-        JOB,
         {"settings": config.settings.signatures.model_dump()},
     )
     written = _load(spark, config, "event_signatures").where(F.col("dataset") == dataset)
@@ -171,7 +179,7 @@ def detect(
     replace = {"dataset": dataset, "signature_dataset": source}
     if captures:
         replace["capture"] = captures
-    version = write_table(frame, tables.table("event_detections"), config.lake_root, replace, JOB)
+    version = _write(config, frame, "event_detections", replace)
     written = _load(spark, config, "event_detections").where(
         (F.col("dataset") == dataset) & (F.col("signature_dataset") == source)
     )
@@ -214,12 +222,11 @@ def evaluate(spark: SparkSession, config: Config, dataset: str, train: int | Non
             {},
             views={"signature_split": parts, "signatures": learned, "detections": found},
         )
-        version = write_table(
+        version = _write(
+            config,
             frame,
-            tables.table("signature_evaluation"),
-            config.lake_root,
+            "signature_evaluation",
             {"dataset": dataset},
-            JOB,
             {"train": train, "train_fraction": fraction, "settings": config.settings.signatures.model_dump()},
         )
     finally:
