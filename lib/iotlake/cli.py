@@ -457,16 +457,33 @@ def signatures_export(
 def contribute(
     path: Annotated[Path, typer.Argument(help="the contributed folder (or its dataset.yaml)")],
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
+    pseudonymise: Annotated[
+        bool, typer.Option("--pseudonymise", help="replace MACs and local IPs by keyed HMAC pseudonyms")
+    ] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file", help="secret key for --pseudonymise, kept outside the lake (created if missing)"
+        ),
+    ] = None,
     conf: ConfOption = None,
     lake: LakeOption = None,
 ) -> None:
     """Stage a contributed dataset, validate it (expectations/), then promote it or quarantine it."""
     from iotlake.quality import gate
-    from iotlake.quality.manifest import load_manifest
+    from iotlake.quality.manifest import load_manifest, manifest_path
 
     config = _config(conf, lake)
-    load_manifest(path)  # a malformed manifest fails before Spark starts
-    report = gate.contribute(_spark(config, "iotlake contribute"), config, path, progress=not quiet)
+    manifest = load_manifest(path)  # a malformed manifest fails before Spark starts
+    prepared = gate.pseudonymisation_key(config, manifest_path(path), manifest, key_file, pseudonymise)
+    if prepared and prepared[1]:
+        console.print(
+            f"created a new pseudonymisation key in {escape(str(key_file))}: keep it secret and outside the "
+            "lake; contribute with the same key to get the same pseudonyms",
+            highlight=False,
+        )
+    spark = _spark(config, "iotlake contribute")
+    report = gate.contribute(spark, config, path, not quiet, key_file, pseudonymise)
     for line in report.lines():
         console.print(escape(line), highlight=False)
     if not report.promoted:
@@ -663,6 +680,78 @@ def reproduce_pms(
     console.print(f"{len(deviations)} deviation(s), {unexplained} unexplained")
     if result.written:
         console.print(f"wrote {result.written} reproduced files to {out}")
+
+
+compare_app = typer.Typer(
+    no_args_is_help=True, help="Compare devices, device models and datasets across the lake (sql/compare/)."
+)
+app.add_typer(compare_app, name="compare")
+CompareFormat = Annotated[str, typer.Option("--format", help="table, csv or json")]
+CompareProfile = Annotated[str, typer.Option("--profile", help="filter profile (conf/iotlake.yaml)")]
+VendorOption = Annotated[str | None, typer.Option("--vendor", help="only this vendor (any case)")]
+KindOption = Annotated[str | None, typer.Option("--kind", help="only this kind of device, e.g. plug")]
+
+
+def _compare(name: str, output: str, conf: Path | None, lake: str | None, **filters: str | None) -> None:
+    """Run one comparison of lib/iotlake/compare.py and print it."""
+    from iotlake import compare, query
+
+    if output not in query.FORMATS:
+        raise IotlakeError("--format", f"{output!r}: use table, csv or json")
+    config = _config(conf, lake)
+    spark = _spark(config, f"iotlake compare {name}")
+    frame = getattr(compare, name)(spark, config, **filters)
+    digits = 4 if output == "table" else None  # CSV and JSON keep full precision
+    _show_result(compare.result(frame, f"compare {name}", digits), output)
+
+
+@compare_app.command("devices")
+def compare_devices(
+    vendor: VendorOption = None,
+    kind: KindOption = None,
+    profile: CompareProfile = "passive",
+    output: CompareFormat = "table",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Every device of every dataset and site: volumes, protocol-type and party-class mix, same model together."""
+    _compare("devices", output, conf, lake, vendor=vendor, kind=kind, profile=profile)
+
+
+@compare_app.command("models")
+def compare_models(
+    vendor: VendorOption = None,
+    kind: KindOption = None,
+    profile: CompareProfile = "passive",
+    output: CompareFormat = "table",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Per vendor and kind (kind * = all the vendor's kinds) at each site of each dataset: devices and means."""
+    _compare("models", output, conf, lake, vendor=vendor, kind=kind, profile=profile)
+
+
+@compare_app.command("datasets")
+def compare_datasets(
+    dataset_a: Annotated[str, typer.Argument(help="dataset a")],
+    dataset_b: Annotated[str, typer.Argument(help="dataset b, compared with a (ratios are b / a)")],
+    vendor: VendorOption = None,
+    profile: CompareProfile = "passive",
+    output: CompareFormat = "table",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """One dataset against another: the whole datasets, each vendor and each vendor and kind side by side."""
+    _compare(
+        "dataset_pair",
+        output,
+        conf,
+        lake,
+        dataset_a=dataset_a,
+        dataset_b=dataset_b,
+        vendor=vendor,
+        profile=profile,
+    )
 
 
 @app.command()
