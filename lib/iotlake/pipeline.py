@@ -99,7 +99,7 @@ def plan_directory(config: Config, dataset: str, directory: Path) -> list[SitePl
             load_site(config.site_file(site, directory)),
         )
         for path in find_captures(folder):
-            probe(path)  # a bad file fails here, in a line, before Spark starts
+            probe(path, plan.devices)  # a bad file (or a map that cannot attribute it) fails here, in a line
             plan.captures.append(CaptureSpec(dataset, site, capture_name(path, folder), path))
         plans.append(plan)
     return plans
@@ -124,7 +124,7 @@ def plan_events(dataset: str, directory: Path) -> list[SitePlan]:
         for event_dir in sorted(p for p in device_dir.iterdir() if p.is_dir()):
             event = check_name("event", event_dir.name, str(event_dir))
             for path in find_captures(event_dir):
-                probe(path)
+                probe(path, plan.devices)
                 name = capture_name(path, directory)
                 labels = (("device", device), ("event", event))
                 plan.captures.append(CaptureSpec(dataset, EVENTS_SITE, name, path, labels))
@@ -146,7 +146,7 @@ def plan_files(
     )
     names: dict[str, Path] = {}
     for path in files:
-        probe(path)  # a bad file fails here, in a line, before Spark starts
+        probe(path, plan.devices)  # a bad file (or a map that cannot attribute it) fails here, in a line
         name = capture_name(path)
         if name in names:
             raise IotlakeError(path, f"capture name {name!r} is also the name of {names[name]}")

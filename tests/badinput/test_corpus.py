@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import inspect
 import re
 import struct
 from collections import Counter
@@ -27,7 +26,6 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.utils import wrpcap
 
-from iotlake import pipeline
 from tests.badinput.conftest import (
     CAMERA,
     DATASET,
@@ -332,15 +330,7 @@ CORPUS = [
     pytest.param(pcapng_two_link_types, id="pcapng, two interfaces of different link types -> error"),
     pytest.param(raw_ip(101), id="raw IP (LINKTYPE_RAW 101), map with IPs -> ingests, attributed by IP"),
     pytest.param(raw_ip(228), id="raw IPv4 (LINKTYPE_IPV4 228), map with IPs -> ingests, attributed by IP"),
-    pytest.param(
-        raw_ip_without_ips,
-        id="raw IP, a device without IP in the map -> error",
-        marks=pytest.mark.xfail(
-            "probe(path, plan.devices)" not in inspect.getsource(pipeline),
-            reason="pipeline.plan_files/plan_directory do not pass the MAC map to probe() yet",
-            strict=True,
-        ),
-    ),
+    pytest.param(raw_ip_without_ips, id="raw IP, a device without IP in the map -> error"),
     pytest.param(snaplen_truncated, id="snap-length truncated frames -> ingests"),
     pytest.param(linux_cooked(113), id="Linux cooked (SLL 113), map with IPs -> ingests, attributed by IP"),
     pytest.param(

@@ -135,14 +135,21 @@ def _commit_info(job: str, metadata: Mapping[str, object] | None) -> str:
     return json.dumps(info, sort_keys=True, default=str)
 
 
-def _latest_version(spark: SparkSession, path: str, info: str | None = None) -> int:
-    """The version of this writer's commit (the newest with userMetadata `info`), else the newest version."""
+def _own_commit(spark: SparkSession, path: str, info: str | None = None) -> tuple[int, dict[str, str]]:
+    """Version and operation metrics of this writer's commit (the newest with userMetadata `info`), else of
+    the newest commit."""
     from delta.tables import DeltaTable
 
-    history = DeltaTable.forPath(spark, path).history(20 if info else 1).select("version", "userMetadata")
-    rows = history.collect()
-    own = [r["version"] for r in rows if info is not None and r["userMetadata"] == info]
-    return int(max(own) if own else rows[0]["version"])
+    history = DeltaTable.forPath(spark, path).history(20 if info else 1)
+    rows = history.select("version", "userMetadata", "operationMetrics").collect()
+    own = [r for r in rows if info is not None and r["userMetadata"] == info] or rows[:1]
+    newest = max(own, key=lambda r: r["version"])
+    return int(newest["version"]), dict(newest["operationMetrics"] or {})
+
+
+def _latest_version(spark: SparkSession, path: str, info: str | None = None) -> int:
+    """The version of this writer's commit (the newest with userMetadata `info`), else the newest version."""
+    return _own_commit(spark, path, info)[0]
 
 
 def write_table(
@@ -158,7 +165,19 @@ def write_table(
     Rows outside the scope are untouched; a failure leaves the previous version readable. The commit info
     records the job, the iotlake version, the user and `metadata` (e.g. source file hashes).
     """
+    return write_table_counted(df, entry, lake_root, scope, job, metadata)[0]
 
+
+def write_table_counted(
+    df: DataFrame,
+    entry: Table,
+    lake_root: str,
+    scope: Scopes,
+    job: str,
+    metadata: Mapping[str, object] | None = None,
+) -> tuple[int, int]:
+    """`write_table`, returning (version, rows written) from the commit's metrics: the rows now in `scope`,
+    without a second pass over the table."""
     spark = df.sparkSession
     path = entry.path(lake_root)
     info = _commit_info(job, metadata)
@@ -173,10 +192,10 @@ def write_table(
     if entry.partition_by:
         writer = writer.partitionBy(*entry.partition_by)
     with_retry(lambda: writer.save(path), path)
-    version = _latest_version(spark, path, info)
+    version, metrics = _own_commit(spark, path, info)
     _register(spark, lake_root, entry)
     log.info("wrote %s version %s (%s)", entry.qualified, version, replace_predicate(scope))
-    return version
+    return version, int(metrics.get("numOutputRows", 0))
 
 
 def upsert_table(
