@@ -17,12 +17,11 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from iotlake.catalog import annotate
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
-from iotlake.lake.writer import write_table
+from iotlake.lake.writer import write_table_counted
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ def run_models(
         started = time.monotonic()
         frame = spark.sql(model.sql, args=args)
         entry = tables.table(model.name)
-        version = write_table(
+        version, rows = write_table_counted(
             frame,
             entry,
             lake_root,
@@ -193,11 +192,8 @@ def run_models(
             job=job,
             metadata={"model": str(model.path.name), "parameters": args},
         )
-        rows = (
-            spark.read.format("delta").load(entry.path(lake_root)).where(F.col("dataset") == dataset).count()
-        )
         runs.append(ModelRun(model.name, dataset, rows, version, time.monotonic() - started))
         log.info("%s: %d rows for dataset %s", model.name, rows, dataset)
     # Table and column comments (sql/columns.yaml) into the Delta logs; no commit where they are already set.
-    annotate(spark, lake_root, sql_dir)
+    annotate(spark, lake_root, sql_dir, [tables.table(r.table) for r in runs])
     return runs
