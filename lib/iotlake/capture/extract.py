@@ -154,6 +154,27 @@ def _prepare(
     return split_capture(spec.path, workdir, chunk_packets, chunk_bytes)
 
 
+# Landing TSV.gz of the catalog's fields is well under half the capture's size (0.29 on the shared event
+# captures) plus a small manifest per capture; a split capture also needs a copy of itself for its chunks.
+LANDING_RATIO = 0.5
+LANDING_OVERHEAD = 64 * 1024
+
+
+def check_disk_space(landing_root: Path, captures: Sequence[Path], chunk_bytes: int) -> None:
+    """Fail in one line, before anything is written, when the landing zone's disk cannot hold the extraction."""
+    sizes = [path.stat().st_size for path in captures]
+    needed = sum(
+        int(size * LANDING_RATIO) + LANDING_OVERHEAD + (size if size > chunk_bytes else 0) for size in sizes
+    )
+    free = shutil.disk_usage(landing_root).free
+    if needed > free:
+        raise IotlakeError(
+            landing_root,
+            f"not enough disk space to extract {len(sizes)} capture(s): about {needed / 1e9:.1f} GB needed "
+            f"for landing files and chunks, {free / 1e9:.1f} GB free",
+        )
+
+
 def extract_captures(
     spark: SparkSession,
     specs: list[CaptureSpec],
@@ -175,6 +196,7 @@ def extract_captures(
         return []
     landing_root = Path(landing_root).absolute()
     landing_root.mkdir(parents=True, exist_ok=True)
+    check_disk_space(landing_root, [spec.path for spec in specs], chunk_bytes)
     group = f"iotlake-extract-{uuid.uuid4().hex[:12]}"
     run, workers = _spark_runner(spark, group)
     split_root = Path(tempfile.mkdtemp(prefix="_split-", dir=landing_root))
