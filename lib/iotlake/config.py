@@ -135,8 +135,8 @@ class Settings(BaseModel):
     lake_root: str = "./lake"
     spark_master: str = "local[*]"
     parallelism: int | None = Field(default=None, ge=1, description="extraction tasks; default: all cores")
-    chunk_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    chunk_packets: int = Field(default=1_000_000, ge=1000)
+    chunk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    chunk_packets: int = Field(default=250_000, ge=1000)
     interval_s: int = Field(default=3600, ge=1)
     alignment: Alignment = "wall_clock"
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
