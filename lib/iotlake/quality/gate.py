@@ -41,7 +41,7 @@ from iotlake.config import Config
 from iotlake.errors import ConfigError, IotlakeError
 from iotlake.lake import tables
 from iotlake.lake.writer import write_table
-from iotlake.quality import registry
+from iotlake.quality import pseudonymise, registry
 from iotlake.quality.manifest import Manifest, capture_file, load_manifest, manifest_path, site_devices
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class GateReport:
     versions: dict[str, int] = field(default_factory=dict)
     models: int = 0
     quarantine: Path | None = None
+    pseudonymised: bool = False
 
     @property
     def summary(self) -> Path | None:
@@ -91,6 +92,7 @@ class GateReport:
             return [
                 f"{self.dataset}: {self.expectations} expectations passed; promoted {self.captures} capture(s), "
                 f"{self.packets} packets ({versions}); {self.models} model(s) rebuilt"
+                + ("; MACs and local IPs pseudonymised" if self.pseudonymised else "")
             ]
         head = f"{self.dataset}: quarantined, {len(self.failures)} check(s) failed"
         if self.expectations:
@@ -129,25 +131,39 @@ class _RootedConfig(Config):
 # --------------------------------------------------------------------------------------------------------
 
 
-def contribute(spark: SparkSession, config: Config, path: Path, progress: bool = True) -> GateReport:
+def contribute(
+    spark: SparkSession,
+    config: Config,
+    path: Path,
+    progress: bool = True,
+    key_file: Path | None = None,
+    pseudonymised: bool = False,
+) -> GateReport:
     """Validate a contributed folder and promote it into the lake, or quarantine it with a report.
 
     Manifest problems raise a one-line `IotlakeError`; a failed gate returns a report with `promoted`
-    False (see `GateReport.error`).
+    False (see `GateReport.error`). With `pseudonymised` (or `pseudonymise: true` in the manifest) MACs and
+    local IPs are replaced by keyed HMAC values (quality/pseudonymise.py) before validation.
     """
     manifest_file = manifest_path(Path(path))
     manifest = load_manifest(manifest_file)
     dataset = manifest.dataset
+    prepared = pseudonymisation_key(config, manifest_file, manifest, key_file, pseudonymised)
+    key = prepared[0] if prepared else None
     root = _local_root(config)
     _check_name_free(spark, config, manifest_file, dataset)
     staging, quarantine = root / "_staging" / dataset, root / "_quarantine" / dataset
-    report = GateReport(dataset, manifest_file)
+    report = GateReport(dataset, manifest_file, pseudonymised=key is not None)
     shutil.rmtree(staging, ignore_errors=True)
     staged = _RootedConfig(config, str(staging))
     context = _gx_context(quarantine / "data_docs")
     with _main_catalog(spark, config.lake_root):
         try:
-            ingested = pipeline.ingest(spark, staged, dataset, _plans(manifest_file, manifest), progress)
+            plans = _plans(manifest_file, manifest)
+            if key is None:
+                ingested = pipeline.ingest(spark, staged, dataset, plans, progress)
+            else:
+                ingested = _ingest_pseudonymised(spark, config, staged, dataset, plans, progress, key)
             report.captures, report.packets = ingested.captures, ingested.packets
             counts = capinfos_counts(manifest_file, manifest)
         except (IotlakeError, PySparkException) as exc:
@@ -172,6 +188,52 @@ def contribute(spark: SparkSession, config: Config, path: Path, progress: bool =
     shutil.rmtree(quarantine, ignore_errors=True)
     report.promoted = True
     return report
+
+
+def pseudonymisation_key(
+    config: Config, manifest_file: Path, manifest: Manifest, key_file: Path | None, requested: bool
+) -> tuple[bytes, bool] | None:
+    """(key, created) when the option or the manifest asks for pseudonymisation (a missing key file is created)."""
+    if not (requested or manifest.pseudonymise):
+        if key_file is not None:
+            raise ConfigError(
+                key_file,
+                "a key file is only used with --pseudonymise (or `pseudonymise: true` in dataset.yaml)",
+            )
+        return None
+    if key_file is None:
+        raise ConfigError(
+            manifest_file, "pseudonymise: a key file is needed (--key-file FILE, created when missing)"
+        )
+    return pseudonymise.prepare_key(key_file, config.lake_root)
+
+
+def _ingest_pseudonymised(
+    spark: SparkSession,
+    config: Config,
+    staged: Config,
+    dataset: str,
+    plans: list[pipeline.SitePlan],
+    progress: bool,
+    key: bytes,
+) -> pipeline.IngestReport:
+    """Ingest into `<staging>/_raw`, copy the tables pseudonymised into the staging lake, drop the raw copy.
+
+    The staging lake (and a quarantine made of it) then never holds an original MAC or local IP.
+    """
+    raw = _RootedConfig(config, str(Path(staged.lake_root) / "_raw"))
+    before = _registered(spark)
+    try:
+        ingested = pipeline.ingest(spark, raw, dataset, plans, progress)
+        pseudonymise.pseudonymise_staging(
+            spark, raw.lake_root, staged.lake_root, dataset, key, config.project_dir / "sql", STAGED_TABLES
+        )
+    finally:
+        # names the ingest registered point into the raw copy: drop them before its files go
+        for name in sorted(_registered(spark) - before):
+            spark.sql(f"DROP TABLE IF EXISTS {tables.DATABASE}.{name}")
+        shutil.rmtree(raw.lake_root, ignore_errors=True)
+    return ingested
 
 
 def _local_root(config: Config) -> Path:

@@ -5,6 +5,7 @@ dataset: lab2024                  # the dataset's name in the lake
 contributor: Jane Doe <jane@example.org>
 licence: CC-BY-4.0
 source: https://example.org/lab2024
+pseudonymise: true                # optional: MACs and local IPs become keyed HMAC values (needs --key-file)
 sites:
   - name: home1
     macs: home1/macs.csv          # MAC map, relative to the folder
@@ -167,6 +168,7 @@ class Manifest(BaseModel):
     licence: str
     source: str
     sites: list[SiteEntry] = Field(min_length=1)
+    pseudonymise: bool = False  # replace MACs and local IPs by keyed pseudonyms (quality/pseudonymise.py)
 
     @field_validator("dataset")
     @classmethod
