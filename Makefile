@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv tshark jars demo test test-heavy reliability lint format bench clean
+.PHONY: setup venv tshark chromium jars demo test test-heavy reliability lint format bench clean
 
-setup: venv tshark jars
+setup: venv tshark chromium jars
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ tshark:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq tshark >/dev/null; \
 	} || { echo "error: tshark is missing and apt-get could not install it; install it with 'sudo apt-get install tshark'" >&2; exit 1; }
 	@command -v editcap >/dev/null 2>&1 && command -v capinfos >/dev/null 2>&1 || { echo "error: editcap/capinfos missing (package wireshark-common)" >&2; exit 1; }
+
+# Headless Chromium from Debian for the report's browser test (tests/integration/test_report.py skips without it).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	} || { echo "error: chromium is missing and apt-get could not install it (the report's browser test needs it); install it with 'sudo apt-get install chromium'" >&2; exit 1; }
 
 # Delta jars: Ivy through spark.jars.packages (Maven Central), else mvn dependency:copy into the jar cache.
 jars: $(STAMP)

@@ -754,6 +754,22 @@ def compare_datasets(
     )
 
 
+@app.command("report")
+def report_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="dataset to report on")],
+    out: Annotated[Path, typer.Option("--out", help="folder for index.html and figures/")],
+    profile: Annotated[str, typer.Option("--profile", help="filter profile of the figures")] = "passive",
+    conf: ConfOption = None,
+    lake: LakeOption = None,
+) -> None:
+    """Write a static HTML report of a dataset: tables, figures, data quality, the table versions read."""
+    from iotlake import report
+
+    config = _config(conf, lake)
+    result = report.build_report(_spark(config, "iotlake report"), config, dataset, out, profile)
+    console.print(result.summary(), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def demo(
     out: Annotated[
