@@ -423,7 +423,7 @@ def signatures_evaluate(
 
     config = _config(conf, lake)
     result = mining.evaluate(_spark(config, "iotlake signatures evaluate"), config, dataset, train)
-    console.print(mining.evaluation_markdown(result.rows), markup=False)
+    console.print(mining.evaluation_markdown(result.rows), markup=False, soft_wrap=True)
     console.print(f"evaluated {len(result.rows)} signature(s) (signature_evaluation v{result.version})")
 
 

@@ -212,26 +212,24 @@ def evaluate(spark: SparkSession, config: Config, dataset: str, train: int | Non
     dataset, and write precision and recall per device and event to `signature_evaluation`."""
     labelled = labelled_captures(spark, config, dataset)
     fraction = config.settings.signatures.train_fraction
-    parts = split(labelled, fraction, train).cache()
-    learned = learn_frame(spark, config, parts.where("training").drop("training")).cache()
-    try:
-        found = detect_frame(spark, config, dataset, learned)
-        frame = run_query(
-            spark,
-            _query_path(config, "signature_evaluation"),
-            {},
-            views={"signature_split": parts, "signatures": learned, "detections": found},
-        )
-        version = _write(
-            config,
-            frame,
-            "signature_evaluation",
-            {"dataset": dataset},
-            {"train": train, "train_fraction": fraction, "settings": config.settings.signatures.model_dump()},
-        )
-    finally:
-        parts.unpersist()
-        learned.unpersist()
+    # Materialised inputs: the evaluation query reads the signatures both directly and through the detections,
+    # and Spark's plan deduplication fails on that shape when the lineage is kept (an INTERNAL_ERROR at write).
+    parts = split(labelled, fraction, train).localCheckpoint()
+    learned = learn_frame(spark, config, parts.where("training").drop("training")).localCheckpoint()
+    found = detect_frame(spark, config, dataset, learned).localCheckpoint()
+    frame = run_query(
+        spark,
+        _query_path(config, "signature_evaluation"),
+        {},
+        views={"signature_split": parts, "signatures": learned, "detections": found},
+    )
+    version = _write(
+        config,
+        frame,
+        "signature_evaluation",
+        {"dataset": dataset},
+        {"train": train, "train_fraction": fraction, "settings": config.settings.signatures.model_dump()},
+    )
     written = _load(spark, config, "signature_evaluation").where(F.col("dataset") == dataset)
     rows = [r.asDict() for r in written.orderBy("device", "event").collect()]
     return Evaluation(rows, version)
