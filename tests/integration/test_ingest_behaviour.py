@@ -79,7 +79,7 @@ def raw_ip_pcap(path: Path) -> Path:
     [
         ("text", "not a pcap"),
         ("empty", "empty file"),
-        ("rawip", "unsupported link type"),
+        ("rawip", "the MAC map needs an ip column"),
         ("badmac", "malformed MAC"),
         ("unknown_dataset", "unknown dataset 'no_such_dataset'"),
         ("unknown_build", "unknown dataset 'no_such_dataset'"),
