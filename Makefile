@@ -45,9 +45,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Real-data tests too long for test's time budget (signatures on the 100 shared event captures: ~5 minutes).
+# Tests too long for test's time budget: signatures on the 100 shared event captures, and the raw/cooked
+# link types of the bad-input corpus through the real CLI (about 10 minutes).
 test-heavy: setup
-	$(BIN)/python -m pytest -m heavy -s tests/conformance
+	$(BIN)/python -m pytest -m heavy -s tests/conformance tests/badinput
 
 # Kill-and-rerun of real CLI processes (about 5 minutes; not part of test, which keeps under its time budget).
 reliability: setup

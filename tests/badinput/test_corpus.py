@@ -329,12 +329,24 @@ CORPUS = [
     pytest.param(cut_mid_packet, id="cut in the middle of a packet -> ingests, flagged truncated"),
     pytest.param(pcapng_two_link_types, id="pcapng, two interfaces of different link types -> error"),
     pytest.param(raw_ip(101), id="raw IP (LINKTYPE_RAW 101), map with IPs -> ingests, attributed by IP"),
-    pytest.param(raw_ip(228), id="raw IPv4 (LINKTYPE_IPV4 228), map with IPs -> ingests, attributed by IP"),
+    # The other raw and cooked link types run in make test-heavy here (two CLI runs each); in make test,
+    # tests/integration/test_ip_attribution.py covers them in-process with exact per-device counts.
+    pytest.param(
+        raw_ip(228),
+        id="raw IPv4 (LINKTYPE_IPV4 228), map with IPs -> ingests, attributed by IP",
+        marks=pytest.mark.heavy,
+    ),
     pytest.param(raw_ip_without_ips, id="raw IP, a device without IP in the map -> error"),
     pytest.param(snaplen_truncated, id="snap-length truncated frames -> ingests"),
-    pytest.param(linux_cooked(113), id="Linux cooked (SLL 113), map with IPs -> ingests, attributed by IP"),
     pytest.param(
-        linux_cooked(276), id="Linux cooked v2 (SLL2 276), map with IPs -> ingests, attributed by IP"
+        linux_cooked(113),
+        id="Linux cooked (SLL 113), map with IPs -> ingests, attributed by IP",
+        marks=pytest.mark.heavy,
+    ),
+    pytest.param(
+        linux_cooked(276),
+        id="Linux cooked v2 (SLL2 276), map with IPs -> ingests, attributed by IP",
+        marks=pytest.mark.heavy,
     ),
     pytest.param(time_goes_backwards, id="timestamps going backwards -> ingests"),
     pytest.param(spaces_in_path, id="capture path with spaces -> ingests"),

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from iotlake.catalog import annotate
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
 from iotlake.lake.writer import write_table_counted
@@ -194,6 +193,4 @@ def run_models(
         )
         runs.append(ModelRun(model.name, dataset, rows, version, time.monotonic() - started))
         log.info("%s: %d rows for dataset %s", model.name, rows, dataset)
-    # Table and column comments (sql/columns.yaml) into the Delta logs; no commit where they are already set.
-    annotate(spark, lake_root, sql_dir, [tables.table(r.table) for r in runs])
     return runs
