@@ -94,6 +94,14 @@ def _ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _registered_here(spark: SparkSession, lake_root: str, entry: Table) -> bool:
+    """True when the session's `iotlake.<name>` is the table of this lake root."""
+    registered = spark.sql(f"DESCRIBE DETAIL {entry.qualified}").first()["location"]
+    return registered.removeprefix("file:").rstrip("/") == location(lake_root, entry).removeprefix(
+        "file:"
+    ).rstrip("/")
+
+
 def _current_comment(spark: SparkSession, entry: Table) -> str | None:
     rows = spark.sql(f"DESCRIBE TABLE EXTENDED {entry.qualified}").where("col_name = 'Comment'").collect()
     return rows[0]["data_type"] if rows else None
@@ -118,6 +126,11 @@ def annotate(
             if not tables.exists(spark, lake_root, entry):
                 continue
             tables.register(spark, lake_root, entry)
+            if not _registered_here(spark, lake_root, entry):
+                # `iotlake.<name>` names another lake's table in this session (a contribution's staging lake
+                # while the main lake is registered): ALTER TABLE by name would change that lake.
+                log.debug("%s is registered for another lake; comments not set", entry.qualified)
+                continue
             set_table = False
             if entry.comment and _current_comment(spark, entry) != entry.comment:
                 statement = (
