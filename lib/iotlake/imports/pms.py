@@ -40,6 +40,9 @@ from pyspark.sql import functions as F
 
 from iotlake.config import Config, Device, load_macs, load_protocol_types
 from iotlake.errors import IotlakeError
+from iotlake.export.pms import INTERVAL_HEADER
+from iotlake.export.pms_endpoints import ENDPOINT_HEADER
+from iotlake.export.pms_protocols import PROTOCOLS_HEADER
 from iotlake.lake import bronze, tables
 from iotlake.lake.writer import write_table
 from iotlake.names import check_name
@@ -68,39 +71,10 @@ _NAME_PATTERNS = {
     ),
 }
 
-STATS_COLUMNS = ("Device", "StartTime", "Frames", "Bytes", "TxFrames", "TxBytes", "RxFrames", "RxBytes")
-PROTOCOL_COLUMNS = (
-    "MAC",
-    "WAN/LAN",
-    "Protocol",
-    "IP",
-    "TotalPackets",
-    "TotalBytes",
-    "TxPackets",
-    "TxBytes",
-    "RxPackets",
-    "RxBytes",
-)
-ENDPOINT_COLUMNS = (
-    "IP",
-    "Type",
-    "Cert Owner",
-    "Cert Location",
-    "WHOIS Owner",
-    "WHOIS Location",
-    "ASN Owner",
-    "ASN Location",
-    "Original Hostname",
-    "Modified Hostname",
-    "IP Geolocation",
-    "Cert Geolocations",
-    "Packets",
-    "Bytes",
-    "TxPackets",
-    "TxBytes",
-    "RxPackets",
-    "RxBytes",
-)
+# The earlier tool's headers, as the exporters write them (the endpoint files pad names with a space).
+STATS_COLUMNS = tuple(INTERVAL_HEADER)
+PROTOCOL_COLUMNS = tuple(PROTOCOLS_HEADER)
+ENDPOINT_COLUMNS = tuple(c.strip() for c in ENDPOINT_HEADER)
 
 INTERVAL_SCHEMA = (
     "dataset string, site string, capture string, device string, profile string, scope string, "
