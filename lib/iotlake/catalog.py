@@ -2,7 +2,9 @@
 
 Table comments come from the table registry (a model file's first header line, lib/iotlake/lake/tables.py for
 the others); column comments from `sql/columns.yaml` and, for the tshark columns of `packets`, the field
-catalog. `annotate` writes them with `ALTER TABLE` only when they differ, so a rebuild adds no commit.
+catalog. The writer stores them with the data (column comments in the written schema, the table comment on
+the commit that creates a table); `annotate` brings an older lake's tables up to date with `ALTER TABLE`,
+only where they differ.
 `register_script` is the SQL that registers the path-based tables in any session (spark-sql, pyspark).
 """
 
@@ -25,6 +27,7 @@ from iotlake.lake.tables import DATABASE, Table
 log = logging.getLogger(__name__)
 
 COLUMNS_FILE = "columns.yaml"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"  # the project's sql/, where columns.yaml lives
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 

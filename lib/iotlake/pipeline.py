@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 from iotlake import protocols
 from iotlake.capture.extract import CaptureSpec, extract_captures
 from iotlake.capture.probe import probe
-from iotlake.catalog import annotate
 from iotlake.config import (
     EVENT_DEVICES_FILE,
     Alignment,
@@ -212,8 +211,6 @@ def ingest(
     )
     for name, frame in tables_by_name:
         versions[name] = write_table(frame, tables.table(name), lake_root, site_scope, "ingest_captures")
-    # Table and column comments of the bronze tables into their Delta logs (no commit when already set).
-    annotate(spark, lake_root, config.project_dir / "sql", [tables.table(name) for name in versions])
     counts = captures.select("capture", "packets", "truncated").collect()
     return IngestReport(
         dataset=dataset,
@@ -286,9 +283,6 @@ def build(
             spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only, views=views
         )
     protocols.log_unknown_labels(spark, config.lake_root, datasets or present)
-    # Table and column comments (sql/columns.yaml) of every table into the Delta logs, once per build; no
-    # commit where they are already set.
-    annotate(spark, config.lake_root, config.project_dir / "sql")
     return runs
 
 

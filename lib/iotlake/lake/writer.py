@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from iotlake import __version__
 from iotlake.errors import IotlakeError
@@ -152,6 +153,36 @@ def _latest_version(spark: SparkSession, path: str, info: str | None = None) -> 
     return _own_commit(spark, path, info)[0]
 
 
+def _described(df: DataFrame, entry: Table) -> DataFrame:
+    """`df` with its column comments (sql/columns.yaml) in the schema: the write stores them in the Delta log,
+    so no `ALTER TABLE` commit is needed. A table's existing comments are kept by Delta's schema merge."""
+    from iotlake.catalog import SQL_DIR, load_column_comments
+
+    comments = load_column_comments(SQL_DIR)
+    wanted = {}
+    for field in df.schema.fields:
+        comment = comments.comment(entry.name, field.name)
+        if comment is not None and field.metadata.get("comment") != comment:
+            wanted[field.name] = {**field.metadata, "comment": comment}
+    if not wanted:
+        return df
+    return df.select(
+        [F.col(f"`{c}`").alias(c, metadata=wanted[c]) if c in wanted else F.col(f"`{c}`") for c in df.columns]
+    )
+
+
+def _comment_new_table(spark: SparkSession, entry: Table, lake_root: str, version: int) -> None:
+    """Set the table comment once, on the commit that created the table (path-addressed: never another lake's
+    table of the same name)."""
+    if version != 0 or not entry.comment:
+        return
+    from iotlake.catalog import _ident, _literal
+
+    path = entry.path(lake_root)
+    statement = f"ALTER TABLE delta.{_ident(path)} SET TBLPROPERTIES ('comment' = {_literal(entry.comment)})"
+    with_retry(lambda: spark.sql(statement), path)
+
+
 def write_table(
     df: DataFrame,
     entry: Table,
@@ -182,7 +213,8 @@ def write_table_counted(
     path = entry.path(lake_root)
     info = _commit_info(job, metadata)
     writer = (
-        df.write.format("delta")
+        _described(df, entry)
+        .write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", replace_predicate(scope))
         # New columns (a model or the field catalog grew) are added to the table; types never change silently.
@@ -193,6 +225,7 @@ def write_table_counted(
         writer = writer.partitionBy(*entry.partition_by)
     with_retry(lambda: writer.save(path), path)
     version, metrics = _own_commit(spark, path, info)
+    _comment_new_table(spark, entry, lake_root, version)
     _register(spark, lake_root, entry)
     log.info("wrote %s version %s (%s)", entry.qualified, version, replace_predicate(scope))
     return version, int(metrics.get("numOutputRows", 0))
@@ -213,8 +246,9 @@ def upsert_table(
     spark = df.sparkSession
     path = entry.path(lake_root)
     info = _commit_info(job, metadata)
-    with_retry(lambda: _merge(df, entry, lake_root, keys, info), path)
+    with_retry(lambda: _merge(_described(df, entry), entry, lake_root, keys, info), path)
     version = _latest_version(spark, path, info)
+    _comment_new_table(spark, entry, lake_root, version)
     _register(spark, lake_root, entry)
     log.info("merged into %s version %s", entry.qualified, version)
     return version
@@ -253,12 +287,15 @@ def ensure_table(spark: SparkSession, entry: Table, lake_root: str, schema: str)
 
     path = entry.path(lake_root)
 
-    def create() -> None:
-        if not exists(spark, lake_root, entry):
-            empty = spark.createDataFrame([], schema).write.format("delta").partitionBy(*entry.partition_by)
-            empty.mode("append").save(path)
+    def create() -> bool:
+        if exists(spark, lake_root, entry):
+            return False
+        empty = _described(spark.createDataFrame([], schema), entry).write.format("delta")
+        empty.partitionBy(*entry.partition_by).mode("append").save(path)
+        return True
 
-    with_retry(create, path)
+    if with_retry(create, path):
+        _comment_new_table(spark, entry, lake_root, _latest_version(spark, path))
     _register(spark, lake_root, entry)
 
 
@@ -279,7 +316,8 @@ def overwrite_table(
     path = entry.path(lake_root)
     info = _commit_info(job, metadata)
     writer = (
-        df.write.format("delta")
+        _described(df, entry)
+        .write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
         .option("userMetadata", info)
@@ -288,6 +326,7 @@ def overwrite_table(
         writer = writer.partitionBy(*entry.partition_by)
     with_retry(lambda: writer.save(path), path)
     version = _latest_version(spark, path, info)
+    _comment_new_table(spark, entry, lake_root, version)
     _register(spark, lake_root, entry)
     log.info("replaced %s: version %s", entry.qualified, version)
     return version

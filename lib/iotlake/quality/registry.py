@@ -21,7 +21,6 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from iotlake.catalog import annotate
 from iotlake.errors import ConfigError
 from iotlake.lake import tables
 from iotlake.lake.writer import overwrite_table
@@ -145,9 +144,7 @@ def mirror(spark: SparkSession, lake_root: str, entries: list[Dataset], job: str
     rows = [astuple(e) for e in entries]
     frame = spark.createDataFrame(rows, DATASETS_SCHEMA)
     names = [f.name for f in fields(Dataset)]
-    version = overwrite_table(frame, tables.table("datasets"), lake_root, job, {"columns": names})
-    annotate(spark, lake_root, Path(__file__).resolve().parents[3] / "sql", [tables.table("datasets")])
-    return version
+    return overwrite_table(frame, tables.table("datasets"), lake_root, job, {"columns": names})
 
 
 _DATASET_TERM = re.compile(r"dataset\s*(?:=\s*'([^']*)'|IN\s*\(([^)]*)\))", re.IGNORECASE)

@@ -14,7 +14,6 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from iotlake.catalog import annotate
 from iotlake.config import Config
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
@@ -54,11 +53,8 @@ def _prepare(spark: SparkSession, config: Config) -> None:
 
 
 def _write(config: Config, frame: DataFrame, name: str, scope: dict, metadata: dict | None = None) -> int:
-    """Replace `scope` of a signature table and keep its comments (sql/columns.yaml) in the Delta log."""
-    entry = tables.table(name)
-    version = write_table(frame, entry, config.lake_root, scope, JOB, metadata)
-    annotate(frame.sparkSession, config.lake_root, config.project_dir / "sql", [entry])
-    return version
+    """Replace `scope` of a signature table (its comments of sql/columns.yaml travel with the write)."""
+    return write_table(frame, tables.table(name), config.lake_root, scope, JOB, metadata)
 
 
 def labelled_captures(spark: SparkSession, config: Config, dataset: str) -> DataFrame:
