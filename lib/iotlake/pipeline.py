@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import get_args
 
@@ -37,9 +37,10 @@ from iotlake.errors import IotlakeError
 from iotlake.export import pms, pms_endpoints, pms_protocols
 from iotlake.export.pms import ExportReport
 from iotlake.lake import bronze, tables
-from iotlake.lake.writer import ensure_table, upsert_table, write_table
+from iotlake.lake.writer import ensure_table, upsert_table, write_table_counted
 from iotlake.models.runner import ModelRun, declare, discover, register_functions, run_models, with_upstream
 from iotlake.names import check_name, safe_name
+from iotlake.output import steps
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,14 @@ class SitePlan:
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What an ingest wrote."""
+    """What an ingest wrote: captures and packets, truncated captures, and per table its version and rows."""
 
     dataset: str
     captures: int
     packets: int
     truncated: list[str]
     versions: dict[str, int]
+    rows: dict[str, int] = field(default_factory=dict)
 
 
 def capture_name(path: Path, root: Path | None = None) -> str:
@@ -179,15 +181,16 @@ def ingest(
     site_scope = {"dataset": dataset, "site": sorted(by_site)}
     sources = {e.capture: e.sha256 for e in extracts}
     versions: dict[str, int] = {}
+    rows: dict[str, int] = {}  # rows written, from each commit's metrics
 
     packets = bronze.read_landing(spark, extracts)
-    versions["packets"] = write_table(
+    versions["packets"], rows["packets"] = write_table_counted(
         packets, tables.table("packets"), lake_root, capture_scopes, "ingest_captures", {"sources": sources}
     )
     written = spark.read.format("delta").load(tables.table("packets").path(lake_root))
     written = written.where(F.col("dataset") == dataset).where(F.col("site").isin(list(by_site)))
     captures = bronze.with_labels(spark, bronze.captures_frame(spark, extracts, written), specs)
-    versions["captures"] = write_table(
+    versions["captures"], rows["captures"] = write_table_counted(
         captures, tables.table("captures"), lake_root, capture_scopes, "ingest_captures", {"sources": sources}
     )
     devices = None
@@ -210,7 +213,9 @@ def ingest(
         ("site_rules", rules),
     )
     for name, frame in tables_by_name:
-        versions[name] = write_table(frame, tables.table(name), lake_root, site_scope, "ingest_captures")
+        versions[name], rows[name] = write_table_counted(
+            frame, tables.table(name), lake_root, site_scope, "ingest_captures"
+        )
     counts = captures.select("capture", "packets", "truncated").collect()
     return IngestReport(
         dataset=dataset,
@@ -218,6 +223,7 @@ def ingest(
         packets=sum(r["packets"] for r in counts),
         truncated=sorted(r["capture"] for r in counts if r["truncated"]),
         versions=versions,
+        rows=rows,
     )
 
 
@@ -252,8 +258,10 @@ def build(
     interval_s: int | None = None,
     only: list[str] | None = None,
     alignment: str | None = None,
+    progress: bool = False,
 ) -> list[ModelRun]:
-    """Rebuild the SQL models for the given datasets (default: every dataset in the lake)."""
+    """Rebuild the SQL models for the given datasets (default: every dataset in the lake); with `progress`,
+    a bar on stderr advances per model table written."""
     present = check_datasets(spark, config, datasets or [])
     alignment = alignment or config.settings.alignment
     if alignment not in get_args(Alignment):
@@ -277,11 +285,22 @@ def build(
     ensure_table(spark, tables.table("site_rules"), config.lake_root, SITE_RULES_SCHEMA)
     ensure_table(spark, tables.table("endpoint_overrides"), config.lake_root, overrides.OVERRIDE_SCHEMA)
     ensure_table(spark, tables.table("certificates"), config.lake_root, CERTIFICATE_SCHEMA)
+    sql_dir = config.project_dir / "sql"
+    names = datasets or present
+    models = [m for m in discover(sql_dir) if not only or m.name in only]
     runs: list[ModelRun] = []
-    for name in datasets or present:
-        runs += run_models(
-            spark, config.lake_root, config.project_dir / "sql", name, parameters, only=only, views=views
-        )
+    with steps(progress, f"build {', '.join(names)}", len(models) * len(names), "tables") as advance:
+        for name in names:
+            runs += run_models(
+                spark,
+                config.lake_root,
+                sql_dir,
+                name,
+                parameters,
+                only=only,
+                views=views,
+                on_run=lambda _: advance(),
+            )
     protocols.log_unknown_labels(spark, config.lake_root, datasets or present)
     return runs
 
@@ -457,15 +476,18 @@ def enrich(
     )
     register_functions(spark, config.project_dir / "sql")
     bronze_packets = spark.read.format("delta").load(tables.table("packets").path(config.lake_root))
+    certificates = 0
     for name in datasets or present:
         frame = certificates_frame(spark, bronze_packets.where(F.col("dataset") == name))
-        write_table(frame, tables.table("certificates"), config.lake_root, {"dataset": name}, job="enrich")
+        certificates += write_table_counted(
+            frame, tables.table("certificates"), config.lake_root, {"dataset": name}, job="enrich"
+        )[1]
     if found_owners:
         frame = spark.createDataFrame(owners.as_rows(found_owners), owners.OWNER_SCHEMA)
         upsert_table(
             frame, entry, config.lake_root, ["ip"], job="enrich", metadata={"report": asdict(report)}
         )
-    return report
+    return replace(report, written={"ip_owners": len(found_owners), "certificates": certificates})
 
 
 def add_overrides(spark: SparkSession, config: Config, rows: list[overrides.Override]) -> int:

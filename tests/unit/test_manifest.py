@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from iotlake.errors import ConfigError
-from iotlake.quality.manifest import field_path, load_manifest
+from iotlake.quality.manifest import field_path, load_manifest, pms_folders
 
 MACS = "device,mac\nplug,02:00:00:00:00:21\nhub,02:00:00:00:00:24\n"
 
@@ -172,3 +172,103 @@ def test_missing_manifest(tmp_path: Path) -> None:
 def test_field_path() -> None:
     assert field_path(("sites", 0, "captures", 1, "file")) == "sites[0].captures[1].file"
     assert field_path(()) == "(top level)"
+
+
+# ------------------------------------------------------------------------------------------ kind: pms-files
+
+STATS = (
+    "Device,StartTime,Frames,Bytes,TxFrames,TxBytes,RxFrames,RxBytes\nPlug (LAB-1),0,10,1000,6,600,4,400\n"
+)
+
+
+def pms_good() -> dict[str, Any]:
+    return {
+        "dataset": "lab2023",
+        "kind": "pms-files",
+        "contributor": "Jane Doe <jane@example.org>",
+        "licence": "CC-BY-4.0",
+        "source": "https://example.org/lab2023",
+    }
+
+
+def pms_contribution(folder: Path, manifest: dict[str, Any], data: str = ".") -> Path:
+    """A folder of the earlier tool's files (one stats file, a capture folder with a space, a MAC map)."""
+    base = folder / data
+    (base / "macs").mkdir(parents=True, exist_ok=True)
+    (base / "macs" / "LAB-MACs.txt").write_text("Plug,02:00:00:00:00:21\n")
+    stats = base / "data" / "1hour-stats" / "LAB Capture1"
+    stats.mkdir(parents=True, exist_ok=True)
+    (stats / "LAB-Capture1-trimmed-filtered-split-Plug-stats.csv").write_text(STATS)
+    path = folder / "dataset.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
+
+
+def test_pms_files_manifest_loads(tmp_path: Path) -> None:
+    manifest = load_manifest(pms_contribution(tmp_path, pms_good()))
+    assert (manifest.kind, manifest.folder, manifest.macs, manifest.sites) == ("pms-files", None, None, [])
+    assert pms_folders(tmp_path / "dataset.yaml", manifest) == (tmp_path / ".", None)
+    # Without `kind` a manifest is a captures contribution.
+    assert load_manifest(contribution(tmp_path / "captures", good())).kind == "captures"
+
+
+def test_pms_files_folder_and_macs_elsewhere(tmp_path: Path) -> None:
+    data = pms_good() | {"folder": "study", "macs": "study/macs"}
+    manifest = load_manifest(pms_contribution(tmp_path, data, "study"))
+    assert pms_folders(tmp_path / "dataset.yaml", manifest) == (tmp_path / "study", tmp_path / "study/macs")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (edit(lambda d: d.__setitem__("kind", "csv")), "kind: input should be 'captures' or 'pms-files'"),
+        (
+            edit(lambda d: d.__setitem__("sites", [])),
+            "sites: not used by kind pms-files: sites come from the data file names",
+        ),
+        (edit(lambda d: d.__setitem__("folder", "gone")), "folder: folder not found"),
+        (edit(lambda d: d.__setitem__("folder", "macs/LAB-MACs.txt")), "folder: not a folder"),
+        (edit(lambda d: d.__setitem__("folder", "macs")), "folder: {tmp}/macs: no 1hour-stats, protocols"),
+        (edit(lambda d: d.__setitem__("macs", "none")), "macs: folder not found"),
+        (
+            edit(lambda d: d.__setitem__("macs", "data")),
+            "macs: {tmp}/data/LAB-MACs.txt: MAC map of site LAB not found",
+        ),
+        (
+            edit(lambda d: d.__setitem__("pseudonymise", True)),
+            "pseudonymise: not supported for kind pms-files",
+        ),
+        (edit(lambda d: d.pop("source")), "source: required field is missing"),
+    ],
+)
+def test_pms_files_problem_names_the_field(tmp_path: Path, change, problem: str) -> None:
+    path = pms_contribution(tmp_path, change(pms_good()))
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: {problem.format(tmp=tmp_path)}"), message
+
+
+def test_captures_fields_and_kinds_do_not_mix(tmp_path: Path) -> None:
+    path = contribution(tmp_path, good() | {"folder": "."})
+    with pytest.raises(ConfigError, match=r": folder: only used by kind pms-files$"):
+        load_manifest(path)
+    data = good()
+    del data["sites"]
+    with pytest.raises(ConfigError, match=r": sites: required field is missing$"):
+        load_manifest(contribution(tmp_path, data))
+
+
+def test_pms_files_malformed_mac_and_unknown_device_name_the_file(tmp_path: Path) -> None:
+    path = pms_contribution(tmp_path, pms_good())
+    macs = tmp_path / "macs" / "LAB-MACs.txt"
+    macs.write_text("Plug,02:00:00:00:00:21\nCam,02:00:00:00:00\n")
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    assert str(info.value).startswith(f"{path}: macs: {macs}:2: malformed MAC '02:00:00:00:00'")
+    macs.write_text("Cam,02:00:00:00:00:22\n")
+    with pytest.raises(
+        ConfigError, match=r": folder: .*Plug-stats\.csv: device 'Plug' is not in the MAC map"
+    ):
+        load_manifest(path)

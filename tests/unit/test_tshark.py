@@ -247,7 +247,7 @@ def test_extract_captures(spark, tmp_path: Path, capsys: pytest.CaptureFixture[s
     extracts = extract_captures(spark, specs, landing, chunk_bytes, chunk_packets=20, progress=True)
 
     assert [e.capture for e in extracts] == ["l", "s", "cut"]
-    shown = capsys.readouterr().out  # one progress bar per file, counting its chunks
+    shown = capsys.readouterr().err  # one progress bar per file, counting its chunks, on stderr
     assert "home/l" in shown and "3/3 chunks" in shown and "home/cut" in shown
     for extract, path in zip(extracts, (large, small, cut), strict=True):
         assert extract.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

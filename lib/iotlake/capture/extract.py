@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -103,38 +103,6 @@ def _spark_runner(spark: SparkSession, group: str) -> tuple[Callable[[dict[str, 
     return run, max(1, sc.defaultParallelism)
 
 
-class _NoProgress:
-    def add_task(self, description: str, total: float | None = None, start: bool = True) -> int:
-        return 0
-
-    def start_task(self, task: int) -> None:
-        pass
-
-    def update(self, task: int, total: float | None = None) -> None:
-        pass
-
-    def advance(self, task: int) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield _NoProgress()
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns) as bar:
-        yield bar
-
-
 def _check_unique(specs: Sequence[CaptureSpec]) -> None:
     seen: dict[tuple[str, str, str], Path] = {}
     for spec in specs:
@@ -188,6 +156,8 @@ def extract_captures(
     All captures are probed first, so a bad file fails the run before anything is written. Files larger than
     `chunk_bytes` are split into `chunk_packets`-frame chunks. Returns the manifests in the order of `specs`.
     """
+    from iotlake.output import bars  # here, not at the top: executors import this module (no rich there)
+
     specs = list(specs)
     _check_unique(specs)
     probes: list[CaptureProbe] = [probe(spec.path) for spec in specs]
@@ -204,7 +174,7 @@ def extract_captures(
     task_pool = ThreadPoolExecutor(workers, thread_name_prefix="iotlake-tshark")
     failed = True
     try:
-        with _progress(progress) as bar:
+        with bars(progress, "chunks") as bar:
             tasks = [bar.add_task(f"{spec.site}/{spec.capture}", total=None, start=False) for spec in specs]
             targets = [landing_dir(landing_root, spec) for spec in specs]
             prepared: dict[Future[list[Chunk]], int] = {}

@@ -150,6 +150,7 @@ class LookupReport:
     offline: int
     unknown: int
     rdap_reachable: bool
+    written: dict[str, int] = field(default_factory=dict)  # rows written per table (pipeline.enrich fills it)
 
 
 def lookup_owners(

@@ -21,6 +21,13 @@ time: `interval_start` is the file's StartTime offset from 1970-01-01 (alignment
 is unknown (NULL). Volume and protocol rows are profile `passive` (no-DNS pcaps), endpoint rows
 `passive_with_dns`. Imported protocol rows overlap as the earlier files do (a packet counts under ip, tcp,
 tls and https); layer rows (ip, ipv6, tcp, udp, tls) are `Non-application` and shares are NULL.
+
+Two paths share the parsing and row code: `import_pms` (`iotlake import-pms`, `iotlake reproduce pms`)
+writes the rows straight into a lake and rejects negative counts and a protocol row whose MAC is not the device's; the
+quality gate (`iotlake contribute` of a `kind: pms-files` dataset, quality/gate.py) calls `import_rows` with
+`checked=False`, writes them into its staging lake with each row's file and line (`source_file`,
+`source_line`, and the protocol file's own `source_mac`) and leaves those checks to the suites in
+`expectations/`, which then name the file and line of every failing row.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ _NAME_PATTERNS = {
 STATS_COLUMNS = tuple(INTERVAL_HEADER)
 PROTOCOL_COLUMNS = tuple(PROTOCOLS_HEADER)
 ENDPOINT_COLUMNS = tuple(c.strip() for c in ENDPOINT_HEADER)
+GOLD_TABLES = ("interval_volumes", "protocol_usage", "endpoint_usage")
+# Columns the gate's staging tables carry next to the gold columns (never written into the main lake).
+PROVENANCE = ("source_file", "source_line", "source_mac")
 
 INTERVAL_SCHEMA = (
     "dataset string, site string, capture string, device string, profile string, scope string, "
@@ -98,6 +108,19 @@ ENDPOINT_SCHEMA = (
     "last_seen timestamp, packets bigint, bytes bigint, tx_packets bigint, tx_bytes bigint, "
     "rx_packets bigint, rx_bytes bigint, source string"
 )
+_PROVENANCE_SCHEMA = ", source_file string, source_line int"
+
+
+def column_names(schema: str) -> list[str]:
+    """The column names of a DDL schema string such as INTERVAL_SCHEMA."""
+    return [part.split()[0] for part in schema.split(", ")]
+
+
+SCHEMAS = {
+    "interval_volumes": INTERVAL_SCHEMA + _PROVENANCE_SCHEMA,
+    "protocol_usage": PROTOCOL_SCHEMA + _PROVENANCE_SCHEMA + ", source_mac string",
+    "endpoint_usage": ENDPOINT_SCHEMA + _PROVENANCE_SCHEMA,
+}
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -119,12 +142,12 @@ def _header(rows: list[tuple[int, list[str]]], where: str) -> tuple[list[str], l
     return [c.strip() for c in rows[0][1]], rows[1:]
 
 
-def _int(cell: str, where: str, column: str) -> int:
+def _int(cell: str, where: str, column: str, checked: bool = True) -> int:
     try:
         value = int(cell.strip())
     except ValueError:
         raise IotlakeError(where, f"column {column}: expected an integer, got {cell.strip()!r}") from None
-    if value < 0:
+    if checked and value < 0:
         raise IotlakeError(where, f"column {column}: negative count {value}")
     return value
 
@@ -147,19 +170,20 @@ class IntervalRow:
     tx_bytes: int
     rx_frames: int
     rx_bytes: int
+    line: int = 0
 
 
-def parse_stats(text: str, where: str) -> list[IntervalRow]:
-    """The interval rows of a `*-stats.csv` file (`Device,StartTime,Frames,…`)."""
+def parse_stats(text: str, where: str, checked: bool = True) -> list[IntervalRow]:
+    """The interval rows of a `*-stats.csv` file (`Device,StartTime,…`); unchecked, counts may be negative."""
     header, rows = _header(read_rows(text), where)
     index = _columns(header, STATS_COLUMNS, where)
     out = []
     for number, row in rows:
         at = f"{where}:{number}"
-        cells = [_int(row[index[c]], at, c) if index[c] < len(row) else -1 for c in STATS_COLUMNS[1:]]
-        if -1 in cells:
+        if any(index[c] >= len(row) for c in STATS_COLUMNS[1:]):
             raise IotlakeError(at, f"expected {len(header)} columns, got {len(row)}")
-        out.append(IntervalRow(*cells))
+        cells = [_int(row[index[c]], at, c, checked) for c in STATS_COLUMNS[1:]]
+        out.append(IntervalRow(*cells, line=number))
     return out
 
 
@@ -177,10 +201,14 @@ class ProtocolRow:
     tx_bytes: int
     rx_packets: int
     rx_bytes: int
+    line: int = 0
 
 
-def parse_protocols(text: str, where: str) -> list[ProtocolRow]:
-    """The rows of a protocols file; a `*` after the address is removed and sets `flagged`."""
+def parse_protocols(text: str, where: str, checked: bool = True) -> list[ProtocolRow]:
+    """The rows of a protocols file; a `*` after the address is removed and sets `flagged`.
+
+    Unchecked, counts may be negative (the gate's suites report them).
+    """
     header, rows = _header(read_rows(text), where)
     index = _columns(header, PROTOCOL_COLUMNS, where)
     out = []
@@ -190,7 +218,7 @@ def parse_protocols(text: str, where: str) -> list[ProtocolRow]:
             raise IotlakeError(at, f"expected {len(PROTOCOL_COLUMNS)} columns, got {len(row)}")
         ip = row[index["IP"]].strip()
         flagged = ip.endswith("*")
-        counts = [_int(row[index[c]], at, c) for c in PROTOCOL_COLUMNS[4:]]
+        counts = [_int(row[index[c]], at, c, checked) for c in PROTOCOL_COLUMNS[4:]]
         out.append(
             ProtocolRow(
                 row[index["MAC"]].strip().lower(),
@@ -198,6 +226,7 @@ def parse_protocols(text: str, where: str) -> list[ProtocolRow]:
                 ip.rstrip("*").strip(),
                 flagged,
                 *counts,
+                line=number,
             )
         )
     return out
@@ -217,6 +246,7 @@ class EndpointRow:
     tx_bytes: int
     rx_packets: int
     rx_bytes: int
+    line: int = 0
 
 
 def _none(value: str) -> str | None:
@@ -224,7 +254,7 @@ def _none(value: str) -> str | None:
     return None if value in ("", "None", "N/A") else value
 
 
-def parse_endpoints(text: str, where: str) -> list[EndpointRow]:
+def parse_endpoints(text: str, where: str, checked: bool = True) -> list[EndpointRow]:
     """The addresses of an endpoints file (any header variant); rows of one address are summed, first Type kept.
 
     The file's TxPackets/TxBytes are what the endpoint sent, i.e. the device's Rx (reference §2.7).
@@ -243,10 +273,10 @@ def parse_endpoints(text: str, where: str) -> list[EndpointRow]:
         kind = row[index["Type"]].strip() or None if "Type" in index else None
         attributes = {c: _none(row[index[c]]) for c in ENDPOINT_COLUMNS[2:12]}
         local = (kind or "").startswith("Local") or attributes["ASN Owner"] == "Local"
-        p, b, e_tx, e_txb, e_rx, e_rxb = (_int(row[index[c]], at, c) for c in ENDPOINT_COLUMNS[12:])
+        p, b, e_tx, e_txb, e_rx, e_rxb = (_int(row[index[c]], at, c, checked) for c in ENDPOINT_COLUMNS[12:])
         current = found.get(ip)
         if current is None:
-            found[ip] = EndpointRow(ip, kind, local, attributes, p, b, e_rx, e_rxb, e_tx, e_txb)
+            found[ip] = EndpointRow(ip, kind, local, attributes, p, b, e_rx, e_rxb, e_tx, e_txb, number)
         else:
             current.packets += p
             current.bytes += b
@@ -300,6 +330,7 @@ class ImportPlan:
     devices: dict[str, list[Device]]
     skipped: list[Path] = field(default_factory=list)
     aliases: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    mac_files: dict[str, Path] = field(default_factory=dict)
 
 
 def data_folder(folder: Path) -> Path:
@@ -307,10 +338,16 @@ def data_folder(folder: Path) -> Path:
     return folder / "data" if (folder / "data").is_dir() else folder
 
 
-def plan_import(folder: Path, macs_dir: Path | None = None) -> ImportPlan:
-    """Find the per-capture files under `folder` and read the sites' MAC maps; no Spark needed."""
+def is_pms_folder(folder: Path) -> bool:
+    """True when `folder` (or its `data/`) holds a 1hour-stats/, protocols/ or endpoints/ folder."""
     data = data_folder(folder)
-    if not any((data / family).is_dir() for family in FAMILIES):
+    return any((data / family).is_dir() for family in FAMILIES)
+
+
+def find_files(folder: Path) -> tuple[list[DataFile], list[Path]]:
+    """The per-capture files under `folder` and the files left out (summaries, `*-Combined` folders)."""
+    data = data_folder(folder)
+    if not is_pms_folder(folder):
         raise IotlakeError(folder, f"no {', '.join(FAMILIES)} folder: not a Passive-Mode-Study data folder")
     files: list[DataFile] = []
     skipped: list[Path] = []
@@ -332,15 +369,32 @@ def plan_import(folder: Path, macs_dir: Path | None = None) -> ImportPlan:
         if key in seen:
             raise IotlakeError(f.path, f"same capture, device and scope as {seen[key]}")
         seen[key] = f.path
-    macs_dir = macs_dir or (folder / "macs" if (folder / "macs").is_dir() else data.parent / "macs")
-    devices: dict[str, list[Device]] = {}
-    for site in sorted({f.site for f in files}):
+    return files, skipped
+
+
+def default_macs_dir(folder: Path) -> Path:
+    """The default MAC folder of a PMS folder: `<folder>/macs`, else `macs/` next to its data folder."""
+    return folder / "macs" if (folder / "macs").is_dir() else data_folder(folder).parent / "macs"
+
+
+def mac_map_files(macs_dir: Path, sites: Iterable[str]) -> dict[str, Path]:
+    """The `<site>-MACs.txt` file of every site, each checked to exist."""
+    found = {}
+    for site in sorted(set(sites)):
         path = macs_dir / f"{site}-MACs.txt"
         if not path.is_file():
             raise IotlakeError(path, f"MAC map of site {site} not found")
-        devices[site] = load_macs(path)
-    plan = ImportPlan(folder, files, devices, skipped)
-    _resolve_devices(plan)
+        found[site] = path
+    return found
+
+
+def plan_import(folder: Path, macs_dir: Path | None = None) -> ImportPlan:
+    """Find the per-capture files under `folder` and read the sites' MAC maps; no Spark needed."""
+    files, skipped = find_files(folder)
+    mac_files = mac_map_files(macs_dir or default_macs_dir(folder), (f.site for f in files))
+    devices = {site: load_macs(path) for site, path in mac_files.items()}
+    plan = ImportPlan(folder, files, devices, skipped, mac_files=mac_files)
+    resolve_devices(plan)
     return plan
 
 
@@ -350,7 +404,7 @@ def second_unit(name: str, candidates: Iterable[str]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _resolve_devices(plan: ImportPlan) -> None:
+def resolve_devices(plan: ImportPlan) -> None:
     """Check every device is in its site's MAC map; endpoint names of a second unit become that unit's name."""
     measured: dict[tuple[str, str], set[str]] = {}
     for f in plan.files:
@@ -376,13 +430,9 @@ def _resolve_devices(plan: ImportPlan) -> None:
 # ---------------------------------------------------------------------------------------------- rows
 
 
-def _read(path: Path) -> str:
-    return path.read_bytes().decode("utf-8-sig")
-
-
-def interval_rows(dataset: str, f: DataFile, text: str) -> list[tuple]:
-    """`interval_volumes` rows of one stats file."""
-    rows = parse_stats(text, str(f.path))
+def interval_rows(dataset: str, f: DataFile, text: str, name: str = "", checked: bool = True) -> list[tuple]:
+    """`interval_volumes` rows of one stats file, each ending with its file `name` and line."""
+    rows = parse_stats(text, str(f.path), checked)
     step = rows[1].start - rows[0].start if len(rows) > 1 and rows[1].start > rows[0].start else None
     interval_s = step or DEFAULT_INTERVAL_S
     return [
@@ -405,19 +455,30 @@ def interval_rows(dataset: str, f: DataFile, text: str) -> list[tuple]:
             r.rx_frames,
             r.rx_bytes,
             SOURCE,
+            name,
+            r.line,
         )
         for index, r in enumerate(rows)
     ]
 
 
-def protocol_rows(dataset: str, f: DataFile, text: str, categories: dict[str, str], mac: str) -> list[tuple]:
-    """`protocol_usage` rows of one protocols file; the file's MAC must be the device's.
+def protocol_rows(
+    dataset: str,
+    f: DataFile,
+    text: str,
+    categories: dict[str, str],
+    mac: str,
+    name: str = "",
+    checked: bool = True,
+) -> list[tuple]:
+    """`protocol_usage` rows of one protocols file, each ending with its file `name`, line and the file's MAC.
 
-    A protocol and address listed twice in one file (an edited file) become one row with the counts summed.
+    Checked, the file's MAC must be the device's `mac`. A protocol and address listed twice in one file (an
+    edited file) become one row with the counts summed (and the first row's line).
     """
-    summed: dict[tuple[str, str, bool], ProtocolRow] = {}
-    for r in parse_protocols(text, str(f.path)):
-        key = (r.protocol, r.remote_ip, r.flagged)
+    summed: dict[tuple[str, str, str, bool], ProtocolRow] = {}
+    for r in parse_protocols(text, str(f.path), checked):
+        key = (r.mac, r.protocol, r.remote_ip, r.flagged)
         if key in summed:
             s = summed[key]
             r = ProtocolRow(
@@ -426,11 +487,12 @@ def protocol_rows(dataset: str, f: DataFile, text: str, categories: dict[str, st
                 r.remote_ip,
                 r.flagged,
                 *(getattr(s, c) + getattr(r, c) for c in METRICS),
+                line=s.line,
             )
         summed[key] = r
     out = []
     for r in summed.values():
-        if r.mac != mac:
+        if checked and r.mac != mac:
             raise IotlakeError(f.path, f"MAC {r.mac} is not {mac}, the MAC of {f.device} in the site's map")
         application = r.protocol not in LAYER_PROTOCOLS
         category = categories.get(r.protocol, "Unknown") if application else "Non-application"
@@ -457,6 +519,9 @@ def protocol_rows(dataset: str, f: DataFile, text: str, categories: dict[str, st
                 None,
                 SOURCE,
                 r.flagged,
+                name,
+                r.line,
+                r.mac,
             )
         )
     return out
@@ -469,12 +534,12 @@ def _as_name(owner: str | None, country: str | None) -> str | None:
     return owner
 
 
-def endpoint_rows(dataset: str, f: DataFile, text: str) -> list[tuple]:
-    """`endpoint_usage` rows of one endpoints file."""
+def endpoint_rows(dataset: str, f: DataFile, text: str, name: str = "", checked: bool = True) -> list[tuple]:
+    """`endpoint_usage` rows of one endpoints file, each ending with its file `name` and (first) line."""
     out = []
-    for r in parse_endpoints(text, str(f.path)):
+    for r in parse_endpoints(text, str(f.path), checked):
         a = {} if r.local else r.attributes
-        name = a.get("Modified Hostname") or a.get("Original Hostname")
+        host = a.get("Modified Hostname") or a.get("Original Hostname")
         names = sorted({n for n in (a.get("Original Hostname"), a.get("Modified Hostname")) if n})
         as_name = _as_name(a.get("ASN Owner"), a.get("ASN Location"))
         peer = r.type[len("Local (") : -1] if r.type and r.type.startswith("Local (") else None
@@ -486,8 +551,8 @@ def endpoint_rows(dataset: str, f: DataFile, text: str) -> list[tuple]:
                 f.device,
                 "passive_with_dns",
                 r.remote_ip,
-                name,
-                SOURCE if name else None,
+                host,
+                SOURCE if host else None,
                 names,
                 None,
                 as_name,
@@ -518,9 +583,76 @@ def endpoint_rows(dataset: str, f: DataFile, text: str) -> list[tuple]:
                 r.rx_packets,
                 r.rx_bytes,
                 SOURCE,
+                name,
+                r.line,
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class ImportedRows:
+    """The gold rows of one plan (each ending with its provenance columns) and the files' combined hash."""
+
+    dataset: str
+    plan: ImportPlan
+    rows: dict[str, list[tuple]]
+    names: dict[str, str]
+    sha256: str
+
+    @property
+    def flagged(self) -> int:
+        """Protocol rows with a `*` address."""
+        flagged = column_names(SCHEMAS["protocol_usage"]).index("flagged")
+        return sum(1 for r in self.rows["protocol_usage"] if r[flagged])
+
+    @property
+    def files(self) -> dict[str, int]:
+        """Files read per family (1hour-stats, protocols, endpoints)."""
+        counts: dict[str, int] = {}
+        for f in self.plan.files:
+            counts[f.family] = counts.get(f.family, 0) + 1
+        return counts
+
+
+def _display(path: Path, base: Path) -> str:
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
+def import_rows(
+    config: Config, dataset: str, plan: ImportPlan, base: Path | None = None, checked: bool = True
+) -> ImportedRows:
+    """Parse every planned file into rows of the three gold tables; no Spark needed.
+
+    Rows carry the file (relative to `base`, default the plan's folder) and line they came from. Unchecked,
+    negative counts and a protocol row with another MAC than its device's are kept for the gate's suites.
+    """
+    from iotlake import protocols
+
+    check_name("dataset", dataset)
+    base = base or plan.folder
+    types = load_protocol_types(config.conf_dir / protocols.PROTOCOL_TYPES_FILE)
+    categories = {t.protocol: t.category for t in types.types}
+    macs = {(site, d.device): d.mac for site, devices in plan.devices.items() for d in devices}
+    rows: dict[str, list[tuple]] = {name: [] for name in GOLD_TABLES}
+    digest = hashlib.sha256()
+    for f in plan.files:
+        raw = f.path.read_bytes()
+        digest.update(str(f.path.relative_to(plan.folder)).encode() + b"\0" + hashlib.sha256(raw).digest())
+        try:
+            text = raw.decode("utf-8-sig", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise IotlakeError(f.path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        name = _display(f.path, base)
+        if f.family == "1hour-stats":
+            rows["interval_volumes"] += interval_rows(dataset, f, text, name, checked)
+        elif f.family == "protocols":
+            mac = macs[(f.site, f.device)] or ""
+            rows["protocol_usage"] += protocol_rows(dataset, f, text, categories, mac, name, checked)
+        else:
+            rows["endpoint_usage"] += endpoint_rows(dataset, f, text, name, checked)
+    names = {site: _display(path, base) for site, path in plan.mac_files.items()}
+    return ImportedRows(dataset, plan, rows, names, digest.hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -554,68 +686,75 @@ def conform(frame: DataFrame, entry: tables.Table, lake_root: str) -> DataFrame:
     return frame.select(*columns, *(F.col(c) for c in frame.columns if c not in names))
 
 
+def without_provenance(frame: DataFrame) -> DataFrame:
+    """`frame` without the staging-only provenance columns."""
+    return frame.drop(*(c for c in PROVENANCE if c in frame.columns))
+
+
+def write_import(
+    spark: SparkSession,
+    lake_root: str,
+    sql_dir: Path,
+    imported: ImportedRows,
+    job: str,
+    provenance: bool = False,
+    metadata: dict[str, object] | None = None,
+) -> dict[str, int]:
+    """Replace the dataset's rows of the three gold tables and of `devices` under `lake_root`, one commit each.
+
+    With `provenance` the rows keep their file and line columns (the gate's staging lake); else the frames
+    take the existing tables' column order and types. Returns the new version of each table.
+    """
+    from iotlake.models.runner import declare, discover
+
+    declare(discover(sql_dir))  # the gold tables' entries (layer, partitioning) come from their SQL headers
+    dataset = imported.dataset
+    metadata = {
+        "folder": str(imported.plan.folder),
+        "files": len(imported.plan.files),
+        "sha256": imported.sha256,
+        **(metadata or {}),
+    }
+
+    def shaped(frame: DataFrame, entry: tables.Table) -> DataFrame:
+        return frame if provenance else conform(without_provenance(frame), entry, lake_root)
+
+    versions: dict[str, int] = {}
+    for name in GOLD_TABLES:
+        entry = tables.table(name)
+        frame = spark.createDataFrame(imported.rows[name], SCHEMAS[name])
+        versions[name] = write_table(
+            shaped(frame, entry), entry, lake_root, {"dataset": dataset}, job, metadata
+        )
+    devices = None
+    for site, listed in imported.plan.devices.items():
+        frame = bronze.devices_frame(spark, dataset, site, listed)
+        frame = frame.withColumns(
+            {"source_file": F.lit(imported.names.get(site)), "source_line": F.lit(None).cast("int")}
+        )
+        devices = frame if devices is None else devices.unionByName(frame)
+    if devices is not None:
+        entry = tables.table("devices")
+        versions["devices"] = write_table(
+            shaped(devices, entry), entry, lake_root, {"dataset": dataset}, job, metadata
+        )
+    return versions
+
+
 def import_pms(
     spark: SparkSession, config: Config, dataset: str, folder: Path, macs_dir: Path | None = None
 ) -> ImportReport:
     """Import a Passive-Mode-Study folder as dataset `dataset`: replace its rows of the three gold tables and
     of `devices` in one commit each."""
-    from iotlake import protocols
-    from iotlake.models.runner import declare, discover
-
-    check_name("dataset", dataset)
-    plan = plan_import(folder, macs_dir)
-    declare(discover(config.project_dir / "sql"))
-    types = load_protocol_types(config.conf_dir / protocols.PROTOCOL_TYPES_FILE)
-    categories = {t.protocol: t.category for t in types.types}
-    macs = {(site, d.device): d.mac for site, devices in plan.devices.items() for d in devices}
-    rows: dict[str, list[tuple]] = {"interval_volumes": [], "protocol_usage": [], "endpoint_usage": []}
-    digest = hashlib.sha256()
-    for f in plan.files:
-        raw = f.path.read_bytes()
-        digest.update(str(f.path.relative_to(plan.folder)).encode() + b"\0" + hashlib.sha256(raw).digest())
-        text = raw.decode("utf-8-sig", errors="strict")
-        if f.family == "1hour-stats":
-            rows["interval_volumes"] += interval_rows(dataset, f, text)
-        elif f.family == "protocols":
-            rows["protocol_usage"] += protocol_rows(dataset, f, text, categories, macs[(f.site, f.device)])
-        else:
-            rows["endpoint_usage"] += endpoint_rows(dataset, f, text)
-    schemas = {
-        "interval_volumes": INTERVAL_SCHEMA,
-        "protocol_usage": PROTOCOL_SCHEMA,
-        "endpoint_usage": ENDPOINT_SCHEMA,
-    }
-    metadata = {"folder": str(plan.folder), "files": len(plan.files), "sha256": digest.hexdigest()}
-    versions: dict[str, int] = {}
-    for name, found in rows.items():
-        entry = tables.table(name)
-        frame = conform(spark.createDataFrame(found, schemas[name]), entry, config.lake_root)
-        versions[name] = write_table(frame, entry, config.lake_root, {"dataset": dataset}, JOB, metadata)
-    devices = None
-    for site, listed in plan.devices.items():
-        frame = bronze.devices_frame(spark, dataset, site, listed)
-        devices = frame if devices is None else devices.unionByName(frame)
-    if devices is not None:
-        entry = tables.table("devices")
-        versions["devices"] = write_table(
-            conform(devices, entry, config.lake_root),
-            entry,
-            config.lake_root,
-            {"dataset": dataset},
-            JOB,
-            metadata,
-        )
-    counts: dict[str, int] = {}
-    for f in plan.files:
-        counts[f.family] = counts.get(f.family, 0) + 1
-    flagged = sum(1 for r in rows["protocol_usage"] if r[-1])
-    log.info("imported %s from %s: %s", dataset, folder, counts)
+    imported = import_rows(config, dataset, plan_import(folder, macs_dir))
+    versions = write_import(spark, config.lake_root, config.project_dir / "sql", imported, JOB)
+    log.info("imported %s from %s: %s", dataset, folder, imported.files)
     return ImportReport(
         dataset,
-        counts,
-        {name: len(found) for name, found in rows.items()},
-        flagged,
-        len(plan.skipped),
-        dict(plan.aliases),
+        imported.files,
+        {name: len(found) for name, found in imported.rows.items()},
+        imported.flagged,
+        len(imported.plan.skipped),
+        dict(imported.plan.aliases),
         versions,
     )

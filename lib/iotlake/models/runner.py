@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -160,10 +160,12 @@ def run_models(
     only: Iterable[str] | None = None,
     job: str = "build_models",
     views: Mapping[str, DataFrame] | None = None,
+    on_run: Callable[[ModelRun], None] | None = None,
 ) -> list[ModelRun]:
     """Build every model (or those in `only`) for one dataset, in dependency order.
 
     `views` are registered as temporary views first: inputs that come from config rather than the lake.
+    `on_run` is called after each model is written (e.g. to advance a progress bar).
     """
     models = discover(sql_dir)
     declare(models)
@@ -193,4 +195,6 @@ def run_models(
         )
         runs.append(ModelRun(model.name, dataset, rows, version, time.monotonic() - started))
         log.info("%s: %d rows for dataset %s", model.name, rows, dataset)
+        if on_run is not None:
+            on_run(runs[-1])
     return runs

@@ -14,6 +14,15 @@
 5. on failure quarantines: the staging lake moves to `<lake>/_quarantine/<dataset>/staging` next to the GX
    Data Docs (`data_docs/index.html`) and `summary.txt`; the main lake is not touched.
 
+A `kind: pms-files` contribution (the earlier Passive-Mode-Study tool's per-capture data files) takes the same
+steps with its own staging and suites: its files are parsed by imports/pms.py (the code `iotlake import-pms`
+uses) into the gold tables `interval_volumes`, `protocol_usage`, `endpoint_usage` and bronze `devices` of the
+staging lake, every row keeping its file and line (`source_file`, `source_line`); those four tables are
+validated (expectations/interval_volumes.json, protocol_usage.json, endpoint_usage.json, devices.json), with
+identity columns the gate adds (Tx + Rx, LAN + WAN, the device's MAC), so a failure names the file and line
+of each unexpected row; promotion writes the four tables without the provenance columns and builds no model
+(there are no packets).
+
 Delta has no multi-table transactions: a promotion interrupted half-way leaves some tables with the new rows
 and the registry not yet `promoted`; running `contribute` again replaces the same partitions and finishes.
 """
@@ -26,7 +35,8 @@ import json
 import logging
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +49,19 @@ from iotlake import pipeline
 from iotlake.capture.extract import CaptureSpec
 from iotlake.config import Config
 from iotlake.errors import ConfigError, IotlakeError
+from iotlake.imports import pms
 from iotlake.lake import tables
 from iotlake.lake.writer import write_table
 from iotlake.quality import pseudonymise, registry
-from iotlake.quality.manifest import Manifest, capture_file, load_manifest, manifest_path, site_devices
+from iotlake.quality.manifest import (
+    PMS_FILES,
+    Manifest,
+    capture_file,
+    load_manifest,
+    manifest_path,
+    pms_folders,
+    site_devices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +69,12 @@ SUITES = ("packets", "captures", "devices")
 STAGED_TABLES = ("packets", "captures", "devices", "sites", "site_prefixes", "site_rules")
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 DOCS_SITE = "quarantine"
+# kind pms-files: the tables its import writes, one suite each; failures name the unexpected rows' file:line
+PMS_TABLES = (*pms.GOLD_TABLES, "devices")
+PMS_SUITES = PMS_TABLES
+PMS_RESULT_FORMAT = {**RESULT_FORMAT, "unexpected_index_column_names": ["source_file", "source_line"]}
+SCREEN_FORMAT = {"result_format": "BOOLEAN_ONLY"}
+JOB = "contribute"
 EXAMPLES = 3  # unexpected values listed per failed expectation in summary.txt
 
 
@@ -79,6 +104,10 @@ class GateReport:
     models: int = 0
     quarantine: Path | None = None
     pseudonymised: bool = False
+    kind: str = "captures"
+    files: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    flagged: int = 0
 
     @property
     def summary(self) -> Path | None:
@@ -89,6 +118,12 @@ class GateReport:
         """A short human summary for the terminal."""
         if self.promoted:
             versions = ", ".join(f"{k} v{v}" for k, v in self.versions.items())
+            if self.kind == PMS_FILES:
+                rows = ", ".join(f"{k} {n}" for k, n in self.rows.items())
+                return [
+                    f"{self.dataset}: {self.expectations} expectations passed; promoted {self.files} data "
+                    f"file(s): {rows} rows, {self.flagged} `*` row(s) flagged ({versions})"
+                ]
             return [
                 f"{self.dataset}: {self.expectations} expectations passed; promoted {self.captures} capture(s), "
                 f"{self.packets} packets ({versions}); {self.models} model(s) rebuilt"
@@ -126,6 +161,17 @@ class _RootedConfig(Config):
         return self._fixed_root
 
 
+@dataclass(frozen=True)
+class _Checks:
+    """What the checkpoint validates: the staged frames, expectation parameters, suites and result format."""
+
+    frames: dict[str, DataFrame]
+    parameters: dict[str, Any]
+    suites: tuple[str, ...]
+    result_format: dict[str, Any]
+    screen: bool = False  # validate pass/fail first, details only for what failed (_screen_then_detail)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The steps
 # --------------------------------------------------------------------------------------------------------
@@ -153,35 +199,44 @@ def contribute(
     root = _local_root(config)
     _check_name_free(spark, config, manifest_file, dataset)
     staging, quarantine = root / "_staging" / dataset, root / "_quarantine" / dataset
-    report = GateReport(dataset, manifest_file, pseudonymised=key is not None)
+    report = GateReport(dataset, manifest_file, pseudonymised=key is not None, kind=manifest.kind)
     shutil.rmtree(staging, ignore_errors=True)
     staged = _RootedConfig(config, str(staging))
     context = _gx_context(quarantine / "data_docs")
+    imported = manifest.kind == PMS_FILES
+    if imported:
+        # the gold tables' entries, so the main lake's gold tables keep their names while staging writes
+        from iotlake.models.runner import declare, discover
+
+        declare(discover(config.project_dir / "sql"))
     with _main_catalog(spark, config.lake_root):
-        try:
-            plans = _plans(manifest_file, manifest)
-            if key is None:
-                ingested = pipeline.ingest(spark, staged, dataset, plans, progress)
-            else:
-                ingested = _ingest_pseudonymised(spark, config, staged, dataset, plans, progress, key)
-            report.captures, report.packets = ingested.captures, ingested.packets
-            counts = capinfos_counts(manifest_file, manifest)
-        except (IotlakeError, PySparkException) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            report.failures = [
-                Failure("ingest", "pipeline.ingest", "ingest into the staging lake", "-", first)
-            ]
-        if not report.failures:
-            frames = _frames(spark, staged.lake_root, manifest, counts)
-            parameters = _parameters(counts)
-            results = validate(context, config.project_dir / "expectations", frames, parameters)
+        if imported:
+            checks = _stage_pms(spark, config, staged, manifest_file, manifest, report)
+        else:
+            checks = _stage_captures(spark, config, staged, manifest_file, manifest, report, progress, key)
+        if checks is not None and checks.screen:
+            report.expectations, report.failures = _screen_then_detail(context, config, checks)
+        elif checks is not None:
+            results = validate(
+                context,
+                config.project_dir / "expectations",
+                checks.frames,
+                checks.parameters,
+                checks.suites,
+                checks.result_format,
+            )
             report.expectations = sum(len(r.results) for r in results.run_results.values())
             report.failures = failures(results, config.project_dir)
     if report.failures:
         _quarantine(report, context, staging, quarantine, manifest, config)
         return report
-    report.versions = promote(spark, config, dataset, staged.lake_root, manifest_file)
-    report.models = len(pipeline.build(spark, config, [dataset]))
+    if imported:
+        report.versions = promote(
+            spark, config, dataset, staged.lake_root, manifest_file, PMS_TABLES, imported=True
+        )
+    else:
+        report.versions = promote(spark, config, dataset, staged.lake_root, manifest_file)
+        report.models = len(pipeline.build(spark, config, [dataset]))
     entries = registry.upsert(config.registry_path, _entry(config, manifest, manifest_file, "promoted"))
     registry.mirror(spark, config.lake_root, entries, job="contribute")
     shutil.rmtree(staging, ignore_errors=True)
@@ -190,10 +245,73 @@ def contribute(
     return report
 
 
+def _stage_captures(
+    spark: SparkSession,
+    config: Config,
+    staged: Config,
+    manifest_file: Path,
+    manifest: Manifest,
+    report: GateReport,
+    progress: bool,
+    key: bytes | None,
+) -> _Checks | None:
+    """Ingest the captures into the staging lake; the checks of their bronze tables, or None after a failure."""
+    dataset = manifest.dataset
+    try:
+        plans = _plans(manifest_file, manifest)
+        if key is None:
+            ingested = pipeline.ingest(spark, staged, dataset, plans, progress)
+        else:
+            ingested = _ingest_pseudonymised(spark, config, staged, dataset, plans, progress, key)
+        report.captures, report.packets = ingested.captures, ingested.packets
+        counts = capinfos_counts(manifest_file, manifest)
+    except (IotlakeError, PySparkException) as exc:
+        report.failures = [
+            Failure("ingest", "pipeline.ingest", "ingest into the staging lake", "-", _first_line(exc))
+        ]
+        return None
+    frames = _frames(spark, staged.lake_root, manifest, counts)
+    return _Checks(frames, _parameters(counts), SUITES, RESULT_FORMAT)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _stage_pms(
+    spark: SparkSession,
+    config: Config,
+    staged: Config,
+    manifest_file: Path,
+    manifest: Manifest,
+    report: GateReport,
+) -> _Checks | None:
+    """Import the data files into the staging lake (rows keep their file and line); the checks, or None."""
+    folder, macs = pms_folders(manifest_file, manifest)
+    try:
+        plan = pms.plan_import(folder, macs)
+        imported = pms.import_rows(config, manifest.dataset, plan, manifest_file.parent, checked=False)
+        metadata = {"contribution": str(manifest_file.resolve())}
+        pms.write_import(spark, staged.lake_root, config.project_dir / "sql", imported, JOB, True, metadata)
+    except (IotlakeError, PySparkException) as exc:
+        report.failures = [
+            Failure(
+                "import", "imports.pms", "import the data files into the staging lake", "-", _first_line(exc)
+            )
+        ]
+        return None
+    report.files = len(plan.files)
+    report.rows = {name: len(rows) for name, rows in imported.rows.items()}
+    report.flagged = imported.flagged
+    return _Checks(_pms_frames(spark, staged.lake_root), {}, PMS_SUITES, PMS_RESULT_FORMAT, screen=True)
+
+
 def pseudonymisation_key(
     config: Config, manifest_file: Path, manifest: Manifest, key_file: Path | None, requested: bool
 ) -> tuple[bytes, bool] | None:
     """(key, created) when the option or the manifest asks for pseudonymisation (a missing key file is created)."""
+    if requested and manifest.kind == PMS_FILES:
+        raise ConfigError(manifest_file, f"--pseudonymise is not supported for kind {PMS_FILES}")
     if not (requested or manifest.pseudonymise):
         if key_file is not None:
             raise ConfigError(
@@ -261,6 +379,30 @@ def _check_name_free(spark: SparkSession, config: Config, manifest_file: Path, d
             manifest_file,
             f"dataset: {dataset!r} is already in the lake (ingested outside the gate); choose another name",
         )
+    if entry is None and is_imported(spark, config, dataset):
+        raise ConfigError(
+            manifest_file,
+            f"dataset: {dataset!r} is already in the lake (imported outside the gate, `iotlake import-pms`); "
+            "choose another name",
+        )
+
+
+def is_imported(spark: SparkSession, config: Config, dataset: str) -> bool:
+    """True when a gold table of the main lake holds imported rows (source = imported) of `dataset`."""
+    from iotlake.models.runner import declare, discover
+
+    declare(discover(config.project_dir / "sql"))
+    for name in pms.GOLD_TABLES:
+        entry = tables.table(name)
+        if not tables.exists(spark, config.lake_root, entry):
+            continue
+        frame = spark.read.format("delta").load(entry.path(config.lake_root))
+        if "source" in frame.columns:
+            # the tables are partitioned by dataset: only that partition's files are read
+            rows = frame.where((F.col("dataset") == dataset) & (F.col("source") == pms.SOURCE))
+            if not rows.isEmpty():
+                return True
+    return False
 
 
 def _plans(manifest_file: Path, manifest: Manifest) -> list[pipeline.SitePlan]:
@@ -335,6 +477,69 @@ def _frames(
     return {"packets": packets, "captures": captures, "devices": load("devices")}
 
 
+def _with_lan_wan(
+    frame: DataFrame, group: Sequence[str], row: Sequence[str], sums: Mapping[str, str]
+) -> DataFrame:
+    """ALL rows get the sums of the LAN and WAN rows with the same keys (0 when none) in new columns.
+
+    Only where the format implies the identity: the group (a device, or a device and IP version) has LAN or
+    WAN rows at all; other rows get NULL. `sums` maps a count column to the new column's name.
+    """
+    split = frame.where(F.col("scope").isin("LAN", "WAN"))
+    totals = split.groupBy(*group, *row).agg(*(F.sum(c).alias(alias) for c, alias in sums.items()))
+    has_split = split.select(*group).distinct().withColumn("_has_split", F.lit(True))
+    joined = frame.join(totals, [*group, *row], "left").join(has_split, list(group), "left")
+    applies = (F.col("scope") == "ALL") & F.col("_has_split").isNotNull()
+    return joined.withColumns(
+        {alias: F.when(applies, F.coalesce(F.col(alias), F.lit(0))) for alias in sums.values()}
+    ).drop("_has_split")
+
+
+def _pms_frames(spark: SparkSession, staging_root: str) -> dict[str, DataFrame]:
+    """The staged tables of a pms-files contribution with the identity columns the suites compare.
+
+    `tx_rx_*` = Tx + Rx per row; `lan_wan_*` on ALL rows = the LAN and WAN rows' sums (interval_volumes per
+    device and interval, protocol_usage per device, IP version, protocol and address); `device_mac` = the
+    device's MAC in its site's map (NULL when the device is not there).
+    """
+
+    def load(name: str) -> DataFrame:
+        return spark.read.format("delta").load(tables.table(name).path(staging_root))
+
+    devices = load("devices")
+    macs = devices.select("dataset", "site", "device", F.col("mac").alias("device_mac"))
+    owner = ["dataset", "site", "device"]
+    device = [*tables.CAPTURE_KEYS, "device", "profile"]
+
+    def tx_rx(frame: DataFrame, unit: str) -> DataFrame:
+        return frame.withColumns(
+            {
+                f"tx_rx_{unit}": F.col(f"tx_{unit}") + F.col(f"rx_{unit}"),
+                "tx_rx_bytes": F.col("tx_bytes") + F.col("rx_bytes"),
+            }
+        ).join(macs, owner, "left")
+
+    intervals = _with_lan_wan(
+        tx_rx(load("interval_volumes"), "frames"),
+        device,
+        ["interval_start"],
+        {"frames": "lan_wan_frames", "bytes": "lan_wan_bytes"},
+    )
+    protocols = _with_lan_wan(
+        tx_rx(load("protocol_usage"), "packets"),
+        [*device, "ip_version"],
+        ["protocol", "remote_ip"],
+        {"packets": "lan_wan_packets", "bytes": "lan_wan_bytes"},
+    )
+    endpoints = tx_rx(load("endpoint_usage"), "packets")
+    return {
+        "interval_volumes": intervals,
+        "protocol_usage": protocols,
+        "endpoint_usage": endpoints,
+        "devices": devices,
+    }
+
+
 def _parameters(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
     """Expectation parameters: the capinfos counts per capture (as `site/capture=n`) and in total."""
     return {
@@ -372,19 +577,62 @@ def _gx_context(docs_dir: Path) -> Any:
     return gx.get_context(mode="ephemeral", project_config=project)
 
 
-def load_suite(path: Path) -> Any:
-    """An ExpectationSuite from its JSON file in expectations/ ({name, meta, expectations: [{type, kwargs}]})."""
+def load_suite(path: Path, only: Sequence[tuple[str, Mapping[str, Any]]] | None = None) -> Any:
+    """An ExpectationSuite from its JSON file in expectations/ ({name, meta, expectations: [{type, kwargs}]}).
+
+    With `only`, just the expectations matching one of its (type, kwargs) pairs (all when one is not found).
+    """
     import great_expectations as gx
 
     if not path.is_file():
         raise IotlakeError(path, "expectation suite not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return gx.ExpectationSuite(
-            name=data["name"], expectations=data["expectations"], meta=data.get("meta") or {}
-        )
+        expectations = data["expectations"]
+        if only is not None:
+            kept = [e for e in expectations if any(_same_expectation(e, t, k) for t, k in only)]
+            expectations = kept if len(kept) >= len(only) else expectations
+        return gx.ExpectationSuite(name=data["name"], expectations=expectations, meta=data.get("meta") or {})
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise IotlakeError(path, f"invalid expectation suite ({exc})") from None
+
+
+def _same_expectation(entry: Mapping[str, Any], kind: str, kwargs: Mapping[str, Any]) -> bool:
+    """True when a suite file's entry is the expectation GX ran as `kind` with `kwargs` (GX adds defaults)."""
+    return entry.get("type") == kind and all(kwargs.get(k) == v for k, v in entry.get("kwargs", {}).items())
+
+
+def _screen_then_detail(context: Any, config: Config, checks: _Checks) -> tuple[int, list[Failure]]:
+    """(expectations run, failures): every suite pass/fail only, then the failed expectations with details.
+
+    The details (unexpected values with their file and line) cost Spark jobs per expectation; a contribution
+    that passes never needs them, one that fails needs them for its failed expectations only. The second run
+    goes into `context`, whose Data Docs a quarantine builds.
+    """
+    suites_dir = config.project_dir / "expectations"
+    with tempfile.TemporaryDirectory(prefix="iotlake-gx-") as scratch:  # a context whose docs are never built
+        screened = validate(
+            _gx_context(Path(scratch)),
+            suites_dir,
+            checks.frames,
+            checks.parameters,
+            checks.suites,
+            SCREEN_FORMAT,
+        )
+    expectations = sum(len(r.results) for r in screened.run_results.values())
+    failed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for result in screened.run_results.values():
+        for item in result.results:
+            if not item.success:
+                ran = item.expectation_config
+                failed.setdefault(result.suite_name, []).append((ran.type, dict(ran.kwargs)))
+    if not failed:
+        return expectations, []
+    suites = tuple(name for name in checks.suites if name in failed)
+    results = validate(
+        context, suites_dir, checks.frames, checks.parameters, suites, checks.result_format, failed
+    )
+    return expectations, failures(results, config.project_dir)
 
 
 def _frames_checkpoint(**kwargs: Any) -> Any:
@@ -422,20 +670,30 @@ def _frames_checkpoint(**kwargs: Any) -> Any:
 
 
 def validate(
-    context: Any, suites_dir: Path, frames: Mapping[str, DataFrame], parameters: Mapping[str, Any]
+    context: Any,
+    suites_dir: Path,
+    frames: Mapping[str, DataFrame],
+    parameters: Mapping[str, Any],
+    suites: Sequence[str] = SUITES,
+    result_format: Mapping[str, Any] = RESULT_FORMAT,
+    only: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]] | None = None,
 ) -> Any:
-    """Run every suite of `expectations/` against its frame as one checkpoint; the CheckpointResult."""
+    """Run each of `suites` (files of `expectations/`) against its frame as one checkpoint; the CheckpointResult.
+
+    `only` keeps, per suite, just the expectations it lists as (type, kwargs).
+    """
     import great_expectations as gx
 
     source = context.data_sources.add_spark("staging")
     definitions = []
-    for name in SUITES:
-        suite = context.suites.add(load_suite(suites_dir / f"{name}.json"))
+    for name in suites:
+        keep = only.get(name) if only is not None else None
+        suite = context.suites.add(load_suite(suites_dir / f"{name}.json", keep))
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         definition = gx.ValidationDefinition(name=name, data=batch, suite=suite)
         definitions.append(context.validation_definitions.add(definition))
     checkpoint = _frames_checkpoint(
-        name="contribution", validation_definitions=definitions, actions=[], result_format=RESULT_FORMAT
+        name="contribution", validation_definitions=definitions, actions=[], result_format=dict(result_format)
     )
     checkpoint._frames = dict(frames)
     return checkpoint.run(expectation_parameters=dict(parameters))
@@ -456,9 +714,10 @@ def _detail(result: Mapping[str, Any], kwargs: Mapping[str, Any], exception: Map
         return f"error: {message[0] if message else 'exception'}"
     if "unexpected_count" in result and result.get("partial_unexpected_list") is not None:
         examples = ", ".join(_value(v) for v in result["partial_unexpected_list"][:EXAMPLES])
-        return (
+        found = (
             f"{result['unexpected_count']} of {result.get('element_count')} rows unexpected, e.g. {examples}"
         )
+        return found + _where(result.get("partial_unexpected_index_list"))
     observed = result.get("observed_value")
     details = result.get("details") or {}
     mismatched = details.get("mismatched") if isinstance(details, Mapping) else None
@@ -472,6 +731,20 @@ def _detail(result: Mapping[str, Any], kwargs: Mapping[str, Any], exception: Map
         return f"observed but not expected: {', '.join(extra) or '-'}; expected but missing: {', '.join(missing) or '-'}"
     bounds = [f"{k} {kwargs[k]}" for k in ("min_value", "max_value") if kwargs.get(k) is not None]
     return f"observed {_value(observed)}" + (f" (expected {', '.join(bounds)})" if bounds else "")
+
+
+def _where(rows: Any) -> str:
+    """` in file:line, …` for unexpected rows that carry their provenance (kind pms-files), else nothing."""
+    if not isinstance(rows, list):
+        return ""
+    places = []
+    for row in rows:
+        if isinstance(row, Mapping) and row.get("source_file"):
+            line = row.get("source_line")
+            place = f"{row['source_file']}:{line}" if line else str(row["source_file"])
+            if place not in places:
+                places.append(place)
+    return f" in {', '.join(places[:EXAMPLES])}" if places else ""
 
 
 def _columns(kwargs: Mapping[str, Any]) -> str:
@@ -514,16 +787,25 @@ def failures(results: Any, project_dir: Path) -> list[Failure]:
 
 
 def promote(
-    spark: SparkSession, config: Config, dataset: str, staging_root: str, manifest_file: Path
+    spark: SparkSession,
+    config: Config,
+    dataset: str,
+    staging_root: str,
+    manifest_file: Path,
+    names: Sequence[str] = STAGED_TABLES,
+    imported: bool = False,
 ) -> dict[str, int]:
-    """Replace the dataset's rows of every bronze table in the main lake with the staging rows.
+    """Replace the dataset's rows of every staged table (`names`) in the main lake with the staging rows.
 
-    One commit per table; returns the new version of each.
+    One commit per table; returns the new version of each. `imported` rows (kind pms-files) lose their
+    provenance columns and take the main table's column order and types.
     """
     versions = {}
-    for name in STAGED_TABLES:
+    for name in names:
         entry = tables.table(name)
         frame = spark.read.format("delta").load(entry.path(staging_root)).where(F.col("dataset") == dataset)
+        if imported:
+            frame = pms.conform(pms.without_provenance(frame), entry, config.lake_root)
         versions[name] = write_table(
             frame,
             entry,

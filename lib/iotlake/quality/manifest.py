@@ -17,6 +17,23 @@ sites:
         labels: {activity: idle}  # optional
 ```
 
+A dataset of the earlier Passive-Mode-Study tool's per-capture data files (hourly `*-stats.csv`,
+`*-protocols*.csv`, `*-endpoints.csv`; imports/pms.py) says `kind: pms-files` instead of listing sites:
+
+```yaml
+dataset: lab2023
+kind: pms-files                   # default: captures
+contributor: Jane Doe <jane@example.org>
+licence: CC-BY-4.0
+source: https://example.org/lab2023
+folder: pms                       # optional: holds data/{1hour-stats,protocols,endpoints}/ or those
+                                  # folders; default the manifest's folder
+macs: pms/macs                    # optional: the <site>-MACs.txt maps; default <folder>/macs
+```
+
+Sites, captures and devices come from the file names; every site a file names needs its MAC map, and every
+device its entry there. `sites` is only for captures, `folder` and `macs` only for pms-files.
+
 Paths are relative to the folder that holds the manifest. Every problem becomes one line naming the manifest
 and the field path, e.g. `contrib/dataset.yaml: sites[0].captures[1].file: file not found`.
 """
@@ -24,7 +41,7 @@ and the field path, e.g. `contrib/dataset.yaml: sites[0].captures[1].file: file 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -42,6 +59,8 @@ from iotlake.names import check_name, safe_name
 
 MANIFEST_NAME = "dataset.yaml"
 CAPTURE_SUFFIXES = (".gz", ".pcapng", ".pcap", ".cap")
+CAPTURES = "captures"
+PMS_FILES = "pms-files"
 
 
 def _base(info: ValidationInfo) -> Path:
@@ -164,10 +183,13 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str
+    kind: Literal["captures", "pms-files"] = CAPTURES
     contributor: str
     licence: str
     source: str
-    sites: list[SiteEntry] = Field(min_length=1)
+    sites: list[SiteEntry] = Field(default_factory=list, min_length=1)  # kind captures: required
+    folder: str | None = None  # kind pms-files: the data files' folder (default: the manifest's)
+    macs: str | None = None  # kind pms-files: the MAC maps' folder (default: <folder>/macs)
     pseudonymise: bool = False  # replace MACs and local IPs by keyed pseudonyms (quality/pseudonymise.py)
 
     @field_validator("dataset")
@@ -210,6 +232,54 @@ def _check_names(manifest: Manifest) -> None:
             captures[capture.name] = c
 
 
+def _folder(base: Path, value: str, loc: tuple[str | int, ...]) -> Path:
+    """`base / value`, which must be an existing folder (a problem at `loc` otherwise)."""
+    path = base / value
+    if not path.exists():
+        raise _Problem(loc, "folder not found")
+    if not path.is_dir():
+        raise _Problem(loc, "not a folder")
+    return path
+
+
+def _check_fields_of_kind(data: dict[str, Any]) -> None:
+    """Fields of the other kind are refused before any field is validated (pms-files never reads `sites`)."""
+    kind = data.get("kind", CAPTURES)
+    if kind == PMS_FILES and "sites" in data:
+        raise _Problem(("sites",), f"not used by kind {PMS_FILES}: sites come from the data file names")
+    if kind == CAPTURES:
+        for name in ("folder", "macs"):
+            if name in data:
+                raise _Problem((name,), f"only used by kind {PMS_FILES}")
+
+
+def _check_kind(manifest: Manifest, base: Path) -> None:
+    """Captures need sites; a pms-files folder must plan as an import (its files and MAC maps)."""
+    if manifest.kind == CAPTURES:
+        if "sites" not in manifest.model_fields_set:
+            raise _Problem(("sites",), "required field is missing")
+        return
+    from iotlake.imports import pms
+
+    if manifest.pseudonymise:
+        raise _Problem(("pseudonymise",), f"not supported for kind {PMS_FILES}")
+    folder = _folder(base, manifest.folder or ".", ("folder",))
+    macs = _folder(base, manifest.macs, ("macs",)) if manifest.macs else pms.default_macs_dir(folder)
+    try:
+        files, _ = pms.find_files(folder)
+    except IotlakeError as exc:
+        raise _Problem(("folder",), str(exc)) from None
+    try:
+        maps = pms.mac_map_files(macs, (f.site for f in files))
+        devices = {site: load_macs(path) for site, path in maps.items()}
+    except IotlakeError as exc:
+        raise _Problem(("macs",), str(exc)) from None
+    try:
+        pms.resolve_devices(pms.ImportPlan(folder, files, devices))
+    except IotlakeError as exc:
+        raise _Problem(("folder",), str(exc)) from None
+
+
 def field_path(loc: tuple[str | int, ...]) -> str:
     """`sites[0].captures[1].file` for pydantic's ('sites', 0, 'captures', 1, 'file')."""
     text = ""
@@ -242,8 +312,10 @@ def load_manifest(path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise ConfigError(path, "expected a mapping with dataset, contributor, licence, source and sites")
     try:
+        _check_fields_of_kind(data)
         manifest = Manifest.model_validate(data, context={"base": path.parent})
         _check_names(manifest)
+        _check_kind(manifest, path.parent)
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -263,3 +335,9 @@ def site_devices(manifest_file: Path, site: SiteEntry) -> tuple[list[Device], Si
 def capture_file(manifest_file: Path, capture: CaptureEntry) -> Path:
     """A capture's file, resolved relative to the manifest's folder."""
     return manifest_path(manifest_file).parent / capture.file
+
+
+def pms_folders(manifest_file: Path, manifest: Manifest) -> tuple[Path, Path | None]:
+    """A pms-files contribution's data folder and MAC folder (None: the import's default), resolved."""
+    base = manifest_path(manifest_file).parent
+    return base / (manifest.folder or "."), base / manifest.macs if manifest.macs else None
