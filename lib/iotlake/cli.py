@@ -49,6 +49,15 @@ def _config(conf: Path | None, lake: str | None) -> Config:
     return config
 
 
+def _dataset_names(values: str | list[str] | None) -> str | list[str] | None:
+    """`--dataset` values are checked as the command line is read, so a bad name fails before Spark starts."""
+    from iotlake.names import check_name
+
+    for value in [values] if isinstance(values, str) else values or []:
+        check_name("dataset", value)
+    return values
+
+
 def _spark(config: Config, app_name: str):
     from iotlake.spark import get_spark
 
@@ -108,7 +117,8 @@ def ingest(
 @app.command()
 def build(
     dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", help="dataset(s) to rebuild (default: all)")
+        list[str] | None,
+        typer.Option("--dataset", callback=_dataset_names, help="dataset(s) to rebuild (default: all)"),
     ] = None,
     interval: Annotated[int | None, typer.Option(help="interval length in seconds (default: 3600)")] = None,
     alignment: Annotated[
@@ -163,7 +173,10 @@ def sql(
         ),
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="read only this dataset's rows of every table")
+        str | None,
+        typer.Option(
+            "--dataset", callback=_dataset_names, help="read only this dataset's rows of every table"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="rows to show at most")] = 1000,
     quiet: DataQuietOption = False,
@@ -237,7 +250,9 @@ def sql(
 
 @app.command()
 def enrich(
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) (default: all)")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", callback=_dataset_names, help="dataset(s) (default: all)")
+    ] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="look cached addresses up again")] = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -273,7 +288,8 @@ def label(
         ),
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="only in this dataset (default: any)")
+        str | None,
+        typer.Option("--dataset", callback=_dataset_names, help="only in this dataset (default: any)"),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="only for this device (default: any)")
@@ -347,7 +363,7 @@ def _export_command(kind: str, summary: str) -> None:
     """Register `iotlake export <kind>`: the same options for every kind, one pipeline function each."""
 
     def command(
-        dataset: Annotated[str, typer.Option("--dataset", help="dataset to export")],
+        dataset: Annotated[str, typer.Option("--dataset", callback=_dataset_names, help="dataset to export")],
         out: Annotated[Path, typer.Option("--out", help="folder to write the files into")],
         fmt: Annotated[
             str, typer.Option("--format", help="file format: pms (Passive-Mode-Study CSVs)")
@@ -385,7 +401,9 @@ app.add_typer(protocols_app, name="protocols")
 
 @protocols_app.command("unknown")
 def protocols_unknown(
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="dataset(s) (default: all)")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", callback=_dataset_names, help="dataset(s) (default: all)")
+    ] = None,
     quiet: DataQuietOption = False,
     as_json: DataJsonOption = False,
     conf: ConfOption = None,
@@ -789,7 +807,9 @@ app.add_typer(reproduce_app, name="reproduce")
 
 @reproduce_app.command("pms")
 def reproduce_pms(
-    dataset: Annotated[str, typer.Option("--dataset", help="imported dataset to use")] = "pms",
+    dataset: Annotated[
+        str, typer.Option("--dataset", callback=_dataset_names, help="imported dataset to use")
+    ] = "pms",
     folder: Annotated[
         Path | None,
         typer.Option("--folder", help="study folder (default: ../shared/data/passive-mode-study)"),
@@ -930,7 +950,7 @@ def compare_datasets(
 
 @app.command("report")
 def report_command(
-    dataset: Annotated[str, typer.Option("--dataset", help="dataset to report on")],
+    dataset: Annotated[str, typer.Option("--dataset", callback=_dataset_names, help="dataset to report on")],
     out: Annotated[Path, typer.Option("--out", help="folder for index.html and figures/")],
     profile: Annotated[str, typer.Option("--profile", help="filter profile of the figures")] = "passive",
     quiet: QuietOption = False,

@@ -1,12 +1,15 @@
-"""The bad-input corpus: one small lake per module, built by the real CLI from a tiny scapy capture."""
+"""The bad-input corpus: dataset `corpus` in the test run's lake, written by the real CLI from a tiny scapy
+capture; each case runs the CLI as a real process or, when it needs Spark, in the test run's session."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +60,22 @@ class CorpusLake:
     site_config: Path
     capture: Path
 
-    def iotlake(self, *args: str) -> Run:
-        """Run the real `iotlake` command on this lake in a subprocess."""
+    def iotlake(self, *args: str, process: bool = True) -> Run:
+        """Run `iotlake ARGS` on this lake: as a real process (exit status, stdout and stderr of the command),
+        or with `process=False` through the same entry point in this process, whose Spark session is warm
+        (a new process pays a cold JVM: 15-40 s for a 12-packet ingest)."""
+        command = [*args, "--conf", str(REPO / "conf"), "--lake", str(self.lake)]
+        if not process:
+            return _in_process(command)
         env = {k: v for k, v in os.environ.items() if k not in {"IOTLAKE_LAKE", "IOTLAKE_CONF"}}
-        command = [str(IOTLAKE), *args, "--conf", str(REPO / "conf"), "--lake", str(self.lake)]
         result = subprocess.run(
-            command, capture_output=True, text=True, cwd=self.root, env=env, timeout=600, check=False
+            [str(IOTLAKE), *command],
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            env=env,
+            timeout=600,
+            check=False,
         )
         return Run(tuple(args), result.returncode, result.stdout, result.stderr)
 
@@ -73,6 +86,7 @@ class CorpusLake:
         site: str = SITE,
         macs: Path | None = None,
         site_config: Path | None = None,
+        process: bool = True,
     ) -> Run:
         """`iotlake ingest DATASET FILES --site SITE --macs … --site-config … --quiet` (default: the valid ones)."""
         return self.iotlake(
@@ -86,6 +100,7 @@ class CorpusLake:
             "--site-config",
             str(site_config or self.site_config),
             "--quiet",
+            process=process,
         )
 
     def versions(self) -> dict[str, int]:
@@ -95,6 +110,20 @@ class CorpusLake:
             commits = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
             found[str(log.parent.relative_to(self.lake))] = max(commits, default=-1)
         return found
+
+
+def _in_process(command: list[str]) -> Run:
+    """`iotlake.cli.main(command)` with its stdout and stderr captured and its exit status."""
+    from iotlake.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(command)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return Run(tuple(command), code, out.getvalue(), err.getvalue())
 
 
 def packets(count: int = PACKETS) -> list[Packet]:
@@ -127,8 +156,10 @@ def pcap_records(path: Path) -> list[tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusLake:
-    """A lake holding one ingested capture of dataset `corpus`, site `home1`, for the corpus to leave alone."""
+def corpus(tmp_path_factory: pytest.TempPathFactory, spark, config) -> CorpusLake:
+    """The test run's lake holding one ingested capture of dataset `corpus`, site `home1`, for the corpus to
+    leave alone. In-process runs use the test run's session (`spark` starts it first) and its lake, whose
+    tables that session has registered as `iotlake.<name>`."""
     require_tools("tshark")
     assert IOTLAKE.is_file(), f"the iotlake command is not installed next to {sys.executable}"
     root = tmp_path_factory.mktemp("badinput")
@@ -138,8 +169,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusLake:
     site_config.write_text("local_prefixes: [198.51.100.0/24]\ngateway_ips: [192.168.1.1]\n")
     capture = root / "base.pcap"
     wrpcap(str(capture), packets())
-    lake = CorpusLake(root, root / "lake", macs, site_config, capture)
-    run = lake.ingest(capture)
+    lake = CorpusLake(root, Path(config.lake_root), macs, site_config, capture)
+    run = lake.ingest(capture, process=False)
     assert run.code == 0, run.stderr
     assert lake.versions(), "the setup ingest wrote no Delta table"
     return lake

@@ -1,4 +1,8 @@
-"""The bad-input corpus (issue 8, items 1 and 5): every case runs the real `iotlake` command in a subprocess.
+"""The bad-input corpus (issue 8, items 1 and 5): every case runs the real `iotlake` command.
+
+Errors run it as a real process (exit status, the one line on stderr); cases that need Spark (valid ingests,
+build and export) run the same entry point in the test run's warm Spark session, except one valid ingest
+that also runs as a real process end to end.
 
 Each case says up front what must happen. An error exits non-zero with ONE line that names the input (file
 or name) and the problem, no Python or Java trace, and leaves every Delta table of the lake at its version.
@@ -54,10 +58,15 @@ class Case:
     problem: str = ""  # error: the words saying what is wrong
     check: Callable[..., None] | None = None  # valid: what must have been written (corpus, run[, spark])
     uses_spark: bool = False  # the check reads tables: it gets the test's Spark session too
+    process: bool | None = None  # run as a real process; default: errors do, valid ingests run in-process
 
     @property
     def is_error(self) -> bool:
         return self.check is None
+
+    @property
+    def as_process(self) -> bool:
+        return self.is_error if self.process is None else self.process
 
 
 Builder = Callable[[Path, CorpusLake], Case]  # builds one input into a temporary folder
@@ -113,7 +122,7 @@ def cut_mid_packet(tmp: Path, corpus: CorpusLake) -> Case:
         assert "truncated: cut" in " ".join(run.stdout.split())
         assert len(_landing_rows(corpus, "cut")) == 7
 
-    return Case(files=[path], check=check)
+    return Case(files=[path], check=check, process=True)  # the valid ingest that runs as a real process
 
 
 def pcapng_two_link_types(tmp: Path, corpus: CorpusLake) -> Case:
@@ -143,7 +152,7 @@ def _attributed_by_ip(capture: str) -> Callable[[CorpusLake, Run, SparkSession],
 
     def check(corpus: CorpusLake, run: Run, spark: SparkSession) -> None:
         assert _ingested(run) == (1, PACKETS)
-        build = corpus.iotlake("build", "--dataset", DATASET, "--model", "device_packets")
+        build = corpus.iotlake("build", "--dataset", DATASET, "--model", "device_packets", process=False)
         assert build.code == 0, build.stderr
         rows = (
             spark.read.format("delta")
@@ -311,15 +320,19 @@ def build_bad_name(tmp: Path, corpus: CorpusLake) -> Case:
 
 
 def build_unknown_dataset(tmp: Path, corpus: CorpusLake) -> Case:
+    """Looking the dataset up in the lake starts Spark: in-process (so does the export below)."""
     return Case(
-        args=["build", "--dataset", "no_such_dataset"], where="no_such_dataset", problem="unknown dataset"
+        args=["build", "--dataset", "no_such_dataset"],
+        where="no_such_dataset",
+        problem="unknown dataset",
+        process=False,
     )
 
 
 def export_unknown_dataset(tmp: Path, corpus: CorpusLake) -> Case:
     out = tmp / "export"
     args = ["export", "volumes", "--dataset", "no_such_dataset", "--out", str(out)]
-    return Case(args=args, where="no_such_dataset", problem="unknown dataset")
+    return Case(args=args, where="no_such_dataset", problem="unknown dataset", process=False)
 
 
 # The corpus table, one case a row: the input (built by its function) -> the expected outcome.
@@ -371,7 +384,7 @@ def test_corpus(corpus: CorpusLake, tmp_path: Path, builder: Builder, request: p
     case = builder(tmp_path, corpus)
     before = corpus.versions()
     if case.args is not None:
-        run = corpus.iotlake(*case.args)
+        run = corpus.iotlake(*case.args, process=case.as_process)
     else:
         run = corpus.ingest(
             *case.files,
@@ -379,6 +392,7 @@ def test_corpus(corpus: CorpusLake, tmp_path: Path, builder: Builder, request: p
             site=case.site,
             macs=case.macs or corpus.macs,
             site_config=case.site_config or corpus.site_config,
+            process=case.as_process,
         )
     after = corpus.versions()
     run.assert_no_trace()
