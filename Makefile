@@ -45,8 +45,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Tests too long for test's time budget: signatures on the 100 shared event captures, and the raw/cooked
-# link types of the bad-input corpus through the real CLI (about 10 minutes).
+# Tests too long for test's time budget: signatures on the 100 shared event captures, two more labelled
+# week-long captures, and the other raw/cooked link types of the bad-input corpus (about 10 minutes).
 test-heavy: setup
 	$(BIN)/python -m pytest -m heavy -s tests/conformance tests/badinput
 

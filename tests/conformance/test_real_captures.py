@@ -111,7 +111,15 @@ def test_pingpong_home_capture(spark, config, tmp_path) -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", ["blink-cam-01", "lockly-hub-01", "schlage-lock-01"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        # One labelled capture in make test; the other two (same code path, 25-30 s each) in make test-heavy.
+        pytest.param("blink-cam-01", marks=pytest.mark.heavy),
+        pytest.param("lockly-hub-01", marks=pytest.mark.heavy),
+        "schlage-lock-01",
+    ],
+)
 def test_labeled_week_long_capture(spark, config, name) -> None:
     require_tools("tshark", "capinfos")
     capture = shared_file(f"labeled-iot-captures/{name}.pcap")
