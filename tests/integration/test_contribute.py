@@ -7,6 +7,7 @@ links to sql/ and expectations/; the lake is the test run's shared lake.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -186,6 +187,8 @@ def test_capture_window_violation_is_quarantined_and_lake_unchanged(
     )
     assert "column: window_end, ts" in summary
     assert "3 of 8 rows unexpected" in summary
+    # the report names the contributed file and the frames (frames 4-6 of a.pcap are after its end)
+    assert sorted(re.findall(r"lab/a\.pcap frame (\d+)", summary)) == ["4", "5", "6"], summary
     assert summary.count("FAILED") == 1, summary
     assert (quarantine / "data_docs" / "index.html").is_file()
     assert (quarantine / "staging" / "bronze" / "packets" / "_delta_log").is_dir()

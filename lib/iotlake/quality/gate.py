@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 SUITES = ("packets", "captures", "devices")
 STAGED_TABLES = ("packets", "captures", "devices", "sites", "site_prefixes", "site_rules")
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+# kind captures: failures name the unexpected rows' contributed file (capture or MAC map) and frame number
+CAPTURE_RESULT_FORMAT = {**RESULT_FORMAT, "unexpected_index_column_names": ["source_file", "frame_no"]}
 DOCS_SITE = "quarantine"
 # kind pms-files: the tables its import writes, one suite each; failures name the unexpected rows' file:line
 PMS_TABLES = (*pms.GOLD_TABLES, "devices")
@@ -271,7 +273,7 @@ def _stage_captures(
         ]
         return None
     frames = _frames(spark, staged.lake_root, manifest, counts)
-    return _Checks(frames, _parameters(counts), SUITES, RESULT_FORMAT)
+    return _Checks(frames, _parameters(counts), SUITES, CAPTURE_RESULT_FORMAT, screen=True)
 
 
 def _first_line(exc: Exception) -> str:
@@ -457,11 +459,11 @@ def _frames(
     captures = load("captures")
     declared = spark.createDataFrame(
         [
-            (manifest.dataset, site.name, capture.name, _ts(capture.start), _ts(capture.end))
+            (manifest.dataset, site.name, capture.name, _ts(capture.start), _ts(capture.end), capture.file)
             for site in manifest.sites
             for capture in site.captures
         ],
-        "dataset STRING, site STRING, capture STRING, start TIMESTAMP, end TIMESTAMP",
+        "dataset STRING, site STRING, capture STRING, start TIMESTAMP, end TIMESTAMP, source_file STRING",
     )
     # The window of each capture: the manifest's start/end when given, else the capture's own first/last frame.
     windows = captures.select(*keys, "first_ts", "last_ts").join(declared, keys, "left")
@@ -469,12 +471,16 @@ def _frames(
         *keys,
         F.coalesce("start", "first_ts").alias("window_start"),
         F.coalesce("end", "last_ts").alias("window_end"),
+        "source_file",
     )
     packets = load("packets").join(F.broadcast(windows), keys, "left")
-    captures = captures.withColumn(
+    captures = captures.join(F.broadcast(declared.select(*keys, "source_file")), keys, "left").withColumn(
         "capture_packets", F.format_string("%s/%s=%d", F.col("site"), F.col("capture"), F.col("packets"))
     )
-    return {"packets": packets, "captures": captures, "devices": load("devices")}
+    maps = spark.createDataFrame(
+        [(site.name, site.macs) for site in manifest.sites], "site STRING, source_file STRING"
+    )
+    return {"packets": packets, "captures": captures, "devices": load("devices").join(maps, "site", "left")}
 
 
 def _with_lan_wan(
@@ -653,11 +659,12 @@ def _frames_checkpoint(**kwargs: Any) -> Any:
         ) -> dict[Any, Any]:
             results = {}
             for definition in self.validation_definitions:
+                frame = self._frames[definition.data.data_asset.name]
                 result = definition.run(
                     checkpoint_id=self.id,
-                    batch_parameters={"dataframe": self._frames[definition.data.data_asset.name]},
+                    batch_parameters={"dataframe": frame},
                     expectation_parameters=expectation_parameters,
-                    result_format=result_format,
+                    result_format=_index_columns_in(result_format, frame),
                     run_id=run_id,
                 )
                 key = self._build_result_key(
@@ -667,6 +674,15 @@ def _frames_checkpoint(**kwargs: Any) -> Any:
             return results
 
     return FramesCheckpoint(**kwargs)
+
+
+def _index_columns_in(result_format: Any, frame: DataFrame) -> Any:
+    """`result_format` with only the provenance columns `frame` has (bronze captures have no frame number)."""
+    if not isinstance(result_format, Mapping) or "unexpected_index_column_names" not in result_format:
+        return result_format
+    names = [c for c in result_format["unexpected_index_column_names"] if c in frame.columns]
+    kept = {k: v for k, v in result_format.items() if k != "unexpected_index_column_names"}
+    return {**kept, "unexpected_index_column_names": names} if names else kept
 
 
 def validate(
@@ -734,14 +750,16 @@ def _detail(result: Mapping[str, Any], kwargs: Mapping[str, Any], exception: Map
 
 
 def _where(rows: Any) -> str:
-    """` in file:line, …` for unexpected rows that carry their provenance (kind pms-files), else nothing."""
+    """` in file:line, …` (data files) or ` in file frame N, …` (captures) for unexpected rows that carry their
+    provenance, else nothing."""
     if not isinstance(rows, list):
         return ""
     places = []
     for row in rows:
         if isinstance(row, Mapping) and row.get("source_file"):
-            line = row.get("source_line")
-            place = f"{row['source_file']}:{line}" if line else str(row["source_file"])
+            line, frame = row.get("source_line"), row.get("frame_no")
+            place = str(row["source_file"])
+            place += f":{line}" if line else f" frame {frame}" if frame else ""
             if place not in places:
                 places.append(place)
     return f" in {', '.join(places[:EXAMPLES])}" if places else ""
