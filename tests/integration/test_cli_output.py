@@ -6,21 +6,12 @@ import json
 
 from pyspark.sql import functions as F
 
-from iotlake.cli import main
 from iotlake.lake import tables
 from iotlake.output import Mode, Output, Summary
-from tests.conftest import REPO
+from tests.integration.conftest import run_cli
 
 # Two small gold models: rebuilding them leaves the demo lake's rows as they were.
 MODELS = ("volume_stats", "traffic_distribution")
-
-
-def run_cli(config, *args: str) -> int:
-    try:
-        main([*args, "--conf", str(REPO / "conf"), "--lake", config.lake_root])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def build_args(*models: str) -> list[str]:

@@ -8,7 +8,6 @@ links to sql/ and expectations/; the lake is the test run's shared lake.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,11 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from iotlake.cli import main
-from iotlake.config import Config, load_config
+from iotlake.config import Config
 from iotlake.lake import tables
 from iotlake.quality import gate, registry
-from tests.conftest import REPO, require_tools
+from tests.conftest import require_tools
+from tests.integration.conftest import run_cli
 
 T0 = 1_700_000_000
 PLUG, HUB, GW = "02:00:00:00:00:21", "02:00:00:00:00:24", "02:00:00:00:00:01"
@@ -79,26 +78,6 @@ def lake_versions(root: Path) -> dict[str, int]:
         commits = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
         found[f"{log.parent.parent.name}/{log.parent.name}"] = max(commits)
     return found
-
-
-def run_cli(project: Config, *args: str) -> int:
-    try:
-        main([*args, "--conf", str(project.conf_dir), "--lake", project.lake_root])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, config) -> Config:
-    """A project whose conf/ is a copy (the gate writes conf/datasets.csv) and whose lake is the shared one."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "conf", root / "conf")
-    for folder in ("sql", "expectations"):
-        (root / folder).symlink_to(REPO / folder, target_is_directory=True)
-    copy = load_config(root / "conf")
-    copy.settings.lake_root = config.lake_root
-    return copy
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotlake.config import Config, load_config
+from iotlake.config import Config
 from iotlake.quality import gate, registry
-from tests.conftest import REPO, SHARED_DATA, shared_file
-from tests.integration.test_contribute import lake_versions, run_cli
+from tests.conftest import SHARED_DATA, shared_file
+from tests.integration.conftest import run_cli
+from tests.integration.test_contribute import lake_versions
 
 FIRST, PLUG, CAM = "02:00:00:00:00:20", "02:00:00:00:00:21", "02:00:00:00:00:22"
 MACS = f"TPLink,{FIRST.upper()}\nTP2ndLink,{PLUG.upper()}\nCam,{CAM.upper()}\n"  # TPLink: not in this capture
@@ -133,18 +134,6 @@ def write_pms_contribution(folder: Path, dataset: str, edits: dict[str, list[str
     }
     (folder / "dataset.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return folder / "dataset.yaml"
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, config) -> Config:
-    """A project whose conf/ is a copy (the gate writes conf/datasets.csv) and whose lake is the shared one."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "conf", root / "conf")
-    for folder in ("sql", "expectations"):
-        (root / folder).symlink_to(REPO / folder, target_is_directory=True)
-    copy = load_config(root / "conf")
-    copy.settings.lake_root = config.lake_root
-    return copy
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from delta.tables import DeltaTable
 
-from iotlake.cli import main
 from iotlake.lake import tables
 from tests.conftest import REPO
+from tests.integration.conftest import run_cli
 
 BRONZE = ("packets", "captures", "devices", "sites", "site_prefixes")
 MODELS = ("device_packets", "interval_volumes")
@@ -22,14 +22,6 @@ def versions(spark, config) -> dict[str, int]:
         path = tables.table(name).path(config.lake_root)
         out[name] = DeltaTable.forPath(spark, path).history(1).collect()[0]["version"]
     return out
-
-
-def run_cli(config, *args: str) -> int:
-    try:
-        main([*args, "--conf", str(REPO / "conf"), "--lake", config.lake_root])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def one_error_line(capsys) -> str:

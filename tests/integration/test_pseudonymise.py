@@ -13,7 +13,6 @@ import hmac
 import ipaddress
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
-from iotlake.cli import main
-from iotlake.config import Config, load_config
+from iotlake.config import Config
 from iotlake.errors import IotlakeError
 from iotlake.lake import tables
 from iotlake.lake.bronze import _hex_bounds
@@ -36,6 +34,7 @@ from iotlake.models.runner import register_functions
 from iotlake.quality import pseudonymise
 from iotlake.quality.pseudonymise import Pseudonymiser, prefixes_of
 from tests.conftest import REPO, require_tools
+from tests.integration.conftest import run_cli
 
 T0 = 1_700_100_000
 DATASET = "contrib_pseudo"
@@ -110,26 +109,6 @@ def write_contribution(folder: Path) -> list[Packet]:
     }
     (folder / "dataset.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return built
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, config) -> Config:
-    """A project whose conf/ is a copy (the gate writes conf/datasets.csv) and whose lake is the shared one."""
-    root = tmp_path_factory.mktemp("project_pseudo")
-    shutil.copytree(REPO / "conf", root / "conf")
-    for folder in ("sql", "expectations"):
-        (root / folder).symlink_to(REPO / folder, target_is_directory=True)
-    copy = load_config(root / "conf")
-    copy.settings.lake_root = config.lake_root
-    return copy
-
-
-def run_cli(project: Config, *args: str) -> int:
-    try:
-        main([*args, "--conf", str(project.conf_dir), "--lake", project.lake_root])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
