@@ -4,10 +4,13 @@ The block merges, on one common start time, the four demo captures (`generate_de
 from `../shared/data` (the three labeled-iot week-long captures and pingpong's `wlan1.local.dns.pcap`). Device
 MACs are rewritten so exactly ten devices appear: the demo's second site maps its five devices onto the first
 site's kinds, and each real capture brings one device. Larger inputs are copies of the block shifted by a whole
-number of days (`editcap -t`) and concatenated (`mergecap -a`), so the file grows while the device set stays.
+number of days and concatenated (`mergecap -a`), so the file grows while the device set stays. Each copy also
+maps TCP ports from 32768 up onto other ports of that range, so its connections are new ones to tshark: a
+copy of a segment is not a retransmission of the segment eight days earlier, as it would be with the same
+ports and sequence numbers.
 
-Only the 10 MB block is rewritten in Python (a streaming pcap reader/writer, never scapy); the replication is
-editcap/mergecap, so building the 1 GB input costs seconds, not minutes. Everything lands in `bench/work/`.
+The block and its copies are rewritten by a streaming pcap reader/writer (never scapy), the copies two at a
+time in worker processes; mergecap concatenates them. Everything lands in `bench/work/`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,7 @@ PINGPONG = SHARED_DATA / "pingpong" / "wlan1.local.dns.pcap"
 BLOCK_START_S = 1_614_556_800
 DAY_S = 86_400
 # Bump when the way inputs are built changes, so stale files under bench/work are rebuilt.
-INPUT_VERSION = 1
+INPUT_VERSION = 2
 
 # Named sizes: how many copies of the block each input holds.
 SIZES: dict[str, int] = {"10MB": 1, "100MB": 10, "1GB": 100}
@@ -110,13 +114,51 @@ def _records(path: Path) -> Iterator[tuple[int, int, int, bytes]]:
             yield sec, sub // 1000 if nano else sub, orig, data
 
 
-def rewrite_pcap(source: Path, target: Path, shift_us: int, macs: dict[str, str]) -> int:
+# TCP ports from EPHEMERAL_PORTS up move by PORT_STEP (odd, so no two copies of a port coincide) per copy.
+EPHEMERAL_PORTS = 32_768
+PORT_STEP = 7_919
+
+
+def _tcp_port_offset(data: bytes) -> int | None:
+    """Where the TCP header of an Ethernet frame starts (IPv4 first fragment or IPv6 without extension headers)."""
+    offset, ethertype = 14, int.from_bytes(data[12:14], "big")
+    if ethertype == 0x8100:  # one VLAN tag
+        offset, ethertype = 18, int.from_bytes(data[16:18], "big")
+    if ethertype == 0x0800 and len(data) >= offset + 20:
+        fragment = int.from_bytes(data[offset + 6 : offset + 8], "big") & 0x1FFF
+        if data[offset + 9] == 6 and fragment == 0:
+            return offset + (data[offset] & 0x0F) * 4
+    elif ethertype == 0x86DD and len(data) >= offset + 40 and data[offset + 6] == 6:
+        return offset + 40
+    return None
+
+
+def _shift_ports(data: bytes, copy: int) -> bytes:
+    """The frame with its TCP ports >= EPHEMERAL_PORTS moved by `copy`·PORT_STEP within that range."""
+    at = _tcp_port_offset(data)
+    if at is None or len(data) < at + 4:
+        return data
+    ports = []
+    for port in struct.unpack_from(">HH", data, at):
+        if port >= EPHEMERAL_PORTS:
+            port = EPHEMERAL_PORTS + (port - EPHEMERAL_PORTS + copy * PORT_STEP) % EPHEMERAL_PORTS
+        ports.append(port)
+    return data[:at] + struct.pack(">HH", *ports) + data[at + 4 :]
+
+
+def rewrite_pcap(
+    source: Path, target: Path, shift_us: int, macs: dict[str, str] | None = None, copy: int = 0
+) -> int:
     """Copy a classic pcap to `target` (µs, little-endian, Ethernet), timestamps shifted, MACs replaced.
 
     A MAC is replaced wherever its six bytes occur in a frame (Ethernet header, ARP, DHCP chaddr), so devices
-    keep their identity in every protocol the lake reads. Returns the packets written.
+    keep their identity in every protocol the lake reads; copy k > 0 has its TCP ports shifted (`_shift_ports`;
+    checksums are left as they are, tshark does not verify them). Returns the packets written.
     """
-    pairs = [(bytes.fromhex(a.replace(":", "")), bytes.fromhex(b.replace(":", ""))) for a, b in macs.items()]
+    pairs = [
+        (bytes.fromhex(a.replace(":", "")), bytes.fromhex(b.replace(":", "")))
+        for a, b in (macs or {}).items()
+    ]
     record = struct.Struct("<IIII")
     count = 0
     with target.open("wb") as out:
@@ -125,6 +167,8 @@ def rewrite_pcap(source: Path, target: Path, shift_us: int, macs: dict[str, str]
             for old, new in pairs:
                 if old in data:
                     data = data.replace(old, new)
+            if copy:
+                data = _shift_ports(data, copy)
             ts = sec * 1_000_000 + usec + shift_us
             out.write(record.pack(ts // 1_000_000, ts % 1_000_000, len(data), orig))
             out.write(data)
@@ -249,19 +293,22 @@ def build_inputs(work: Path, sizes: list[str]) -> dict[str, BenchInput]:
 
 
 def _replicate(block: Path, target: Path, copies: int, step_s: int) -> None:
-    """`copies` copies of the block, copy k shifted by k·step_s (editcap -t), concatenated (mergecap -a)."""
+    """`copies` copies of the block, copy k shifted by k·step_s and its TCP ports moved, concatenated."""
     if copies == 1:
         shutil.copyfile(block, target)
         return
     tmp = target.parent / f".{target.stem}-copies"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    parts = []
+    parts = [tmp / f"copy-{k:04d}.pcap" for k in range(copies)]
     try:
-        for k in range(copies):
-            part = tmp / f"copy-{k:04d}.pcap"
-            _run(["editcap", "-F", "pcap", "-t", str(k * step_s), str(block), str(part)])
-            parts.append(part)
+        with ProcessPoolExecutor(2) as pool:
+            jobs = [
+                pool.submit(rewrite_pcap, block, part, k * step_s * 1_000_000, None, k)
+                for k, part in enumerate(parts)
+            ]
+            for job in jobs:
+                job.result()
         _run(["mergecap", "-a", "-F", "pcap", "-w", str(target), *map(str, parts)])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -137,6 +137,9 @@ class Settings(BaseModel):
     parallelism: int | None = Field(default=None, ge=1, description="extraction tasks; default: all cores")
     chunk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     chunk_packets: int = Field(default=250_000, ge=1000)
+    chunk_lead_in: int = Field(
+        default=10_000, ge=0, description="frames of the previous chunk tshark reads first, for TCP analysis"
+    )
     interval_s: int = Field(default=3600, ge=1)
     alignment: Alignment = "wall_clock"
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)

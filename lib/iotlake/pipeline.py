@@ -174,6 +174,7 @@ def ingest(
         chunk_bytes=config.settings.chunk_bytes,
         chunk_packets=config.settings.chunk_packets,
         progress=progress,
+        lead_in=config.settings.chunk_lead_in,
     )
     by_site: dict[str, list[str]] = defaultdict(list)
     for spec in specs:

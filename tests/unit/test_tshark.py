@@ -19,6 +19,7 @@ from scapy.utils import wrpcap, wrpcapng
 from iotlake.capture.extract import CaptureSpec, extract_captures, landing_dir
 from iotlake.capture.fields import COLUMNS, FIELDS
 from iotlake.capture.tshark import (
+    export_chunk,
     export_fields,
     is_truncation,
     sha256_file,
@@ -26,6 +27,7 @@ from iotlake.capture.tshark import (
     tshark_version,
 )
 from iotlake.errors import BadCaptureError, IotlakeError
+from iotlake.lake.bronze import read_landing
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(tool) is None for tool in ("tshark", "editcap", "gzip")),
@@ -213,6 +215,54 @@ def test_chunks_match_the_unsplit_export(tmp_path: Path) -> None:
     assert pieces == whole
 
 
+def _tcp_across_boundary() -> list:
+    """40 frames: a TCP segment (frame 15) retransmitted in frame 25, a server ACK (17) duplicated in 19 and 22;
+    UDP filler between them. Split at 20 frames, frames 22 and 25 need the state of the first chunk."""
+    client = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.1", dst="10.1.0.1")
+    server = Ether(src=MAC_B, dst=MAC_A) / IP(src="10.1.0.1", dst="10.0.0.1")
+    special = {
+        15: client / TCP(sport=40000, dport=443, flags="PA", seq=1000, ack=5000, window=500) / (b"d" * 100),
+        17: server / TCP(sport=443, dport=40000, flags="A", seq=5000, ack=1000, window=700),
+        19: server / TCP(sport=443, dport=40000, flags="A", seq=5000, ack=1000, window=700),
+        22: server / TCP(sport=443, dport=40000, flags="A", seq=5000, ack=1000, window=700),
+        25: client / TCP(sport=40000, dport=443, flags="PA", seq=1000, ack=5000, window=500) / (b"d" * 100),
+    }
+    packets = [special.get(n, client / UDP(sport=6000 + n, dport=7000) / (b"u" * n)) for n in range(1, 41)]
+    for i, packet in enumerate(packets):
+        packet.time = T0 + i * 0.5
+    return packets
+
+
+def _chunked_rows(chunks, tmp_path: Path, keys: str) -> list[tuple[str, ...]]:
+    """The chunks' exports with capture frame numbers, as the bronze reader computes them."""
+    rows = []
+    for chunk in chunks:
+        for row in _rows(export_chunk(chunk, tmp_path / f"part-{chunk.index}.tsv.gz").out_file):
+            row["frame_no"] = str(int(row["frame_no"]) + chunk.frame_offset - len(chunk.lead))
+            rows.append(_pick(row, keys))
+    return rows
+
+
+def test_chunk_lead_in_keeps_tcp_analysis_of_one_pass(tmp_path: Path) -> None:
+    capture = tmp_path / "tcp.pcap"
+    wrpcap(str(capture), _tcp_across_boundary())
+    keys = "frame_no ts frame_len tcp_retransmission tcp_duplicate_ack tcp_ack_lost_segment udp_srcport"
+    whole = [_pick(r, keys) for r in _rows(export_fields(capture, tmp_path / "whole.tsv.gz").out_file)]
+    flagged = {int(r[0]): (bool(r[3]), bool(r[4])) for r in whole if r[3] or r[4]}
+    assert flagged == {19: (False, True), 22: (False, True), 25: (True, False)}  # as the capture was built
+
+    chunks = split_capture(capture, tmp_path / "lead", chunk_packets=20, lead_in=8)
+    assert [(c.frame_offset, c.lead, c.previous) for c in chunks] == [
+        (0, range(0), None),
+        (20, range(13, 21), chunks[0].path),
+    ]
+    assert _chunked_rows(chunks, tmp_path, keys) == whole
+
+    # Without a lead-in the second chunk starts tshark's analysis afresh: frames 22 and 25 lose their flags.
+    bare = _chunked_rows(split_capture(capture, tmp_path / "bare", chunk_packets=20), tmp_path, keys)
+    assert [frame for frame, *_ in whole if (frame, *_) not in bare] == ["22", "25"]
+
+
 def test_small_file_is_its_own_chunk(known_capture: Path, tmp_path: Path) -> None:
     chunks = split_capture(known_capture, tmp_path / "work", 20, chunk_bytes=known_capture.stat().st_size)
     assert [(c.path, c.index, c.frame_offset) for c in chunks] == [(known_capture, 0, 0)]
@@ -244,7 +294,9 @@ def test_extract_captures(spark, tmp_path: Path, capsys: pytest.CaptureFixture[s
     stale.write_bytes(b"old")
     chunk_bytes = small.stat().st_size + 1  # split the large capture only
 
-    extracts = extract_captures(spark, specs, landing, chunk_bytes, chunk_packets=20, progress=True)
+    extracts = extract_captures(
+        spark, specs, landing, chunk_bytes, chunk_packets=20, progress=True, lead_in=5
+    )
 
     assert [e.capture for e in extracts] == ["l", "s", "cut"]
     shown = capsys.readouterr().err  # one progress bar per file, counting its chunks, on stderr
@@ -262,14 +314,18 @@ def test_extract_captures(spark, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cut_x.warnings == [f'The file "{cut}" appears to have been cut short in the middle of a packet.']
 
     folder = landing_dir(landing, specs[0]).absolute()
+    # chunks 1 and 2 are read after 5 lead-in frames, which their TSV's frame numbers count
     assert large_x.chunks == [
-        {"file": str(folder / f"part-0000{i}.tsv.gz"), "frame_offset": 20 * i} for i in range(3)
+        {"file": str(folder / f"part-0000{i}.tsv.gz"), "frame_offset": 20 * i - 5 * (i > 0)} for i in range(3)
     ]
 
     def rows(extract) -> list[int]:
         return [len(_rows(Path(c["file"]))) for c in extract.chunks]
 
     assert (rows(large_x), rows(small_x), rows(cut_x)) == ([20, 20, 10], [5], [4])
+    # bronze numbers the frames of the capture: frame n of _many_packets was sent from port 30000 + n - 1
+    read = read_landing(spark, [large_x]).selectExpr("frame_no", "coalesce(tcp_srcport, udp_srcport)")
+    assert sorted(map(tuple, read.collect())) == [(n, 30000 + n - 1) for n in range(1, 51)]
     assert sorted(p.name for p in stale.parent.iterdir()) == ["part-00000.tsv.gz"]  # the stale part is gone
     assert sorted(p.name for p in landing.iterdir()) == ["dataset=ds"]  # split workdir removed
 

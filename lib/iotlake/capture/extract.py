@@ -15,13 +15,13 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iotlake.capture.probe import CaptureProbe, probe
-from iotlake.capture.tshark import Chunk, export_fields, sha256_file, split_capture, tshark_version
+from iotlake.capture.tshark import Chunk, export_chunk, sha256_file, split_capture, tshark_version
 from iotlake.errors import BadCaptureError, IotlakeError
 
 if TYPE_CHECKING:  # executors import this module for _run_chunk: keep it free of pyspark.sql and rich
@@ -78,7 +78,7 @@ def landing_dir(landing_root: Path, spec: CaptureSpec) -> Path:
 def _run_chunk(job: dict[str, Any]) -> dict[str, Any]:
     """Executor side: export one chunk with tshark; errors come back as data so the driver raises one line."""
     try:
-        result = export_fields(Path(job["chunk"]), Path(job["out"]), source=job["source"])
+        result = export_chunk(job["chunk"], Path(job["out"]), source=job["source"])
     except BadCaptureError as exc:
         return {"error": "capture", "where": exc.where, "problem": exc.problem}
     except IotlakeError as exc:
@@ -113,13 +113,13 @@ def _check_unique(specs: Sequence[CaptureSpec]) -> None:
 
 
 def _prepare(
-    spec: CaptureSpec, target: Path, workdir: Path, chunk_bytes: int, chunk_packets: int
+    spec: CaptureSpec, target: Path, workdir: Path, chunk_bytes: int, chunk_packets: int, lead_in: int
 ) -> list[Chunk]:
     """Driver side: a fresh landing folder and the chunks of one capture."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    return split_capture(spec.path, workdir, chunk_packets, chunk_bytes)
+    return split_capture(spec.path, workdir, chunk_packets, chunk_bytes, lead_in)
 
 
 # Landing TSV.gz of the catalog's fields is well under half the capture's size (0.29 on the shared event
@@ -150,11 +150,13 @@ def extract_captures(
     chunk_bytes: int,
     chunk_packets: int,
     progress: bool = True,
+    lead_in: int = 0,
 ) -> list[CaptureExtract]:
     """Extract every capture into gzipped TSV landing files with one tshark pass per chunk, as Spark tasks.
 
     All captures are probed first, so a bad file fails the run before anything is written. Files larger than
-    `chunk_bytes` are split into `chunk_packets`-frame chunks. Returns the manifests in the order of `specs`.
+    `chunk_bytes` are split into `chunk_packets`-frame chunks, each read after a lead-in of the previous
+    chunk's last `lead_in` frames. Returns the manifests in the order of `specs`.
     """
     from iotlake.output import bars  # here, not at the top: executors import this module (no rich there)
 
@@ -181,7 +183,7 @@ def extract_captures(
             for i, spec in enumerate(specs):
                 workdir = split_root / f"{i:05d}"
                 prepared[
-                    prep_pool.submit(_prepare, spec, targets[i], workdir, chunk_bytes, chunk_packets)
+                    prep_pool.submit(_prepare, spec, targets[i], workdir, chunk_bytes, chunk_packets, lead_in)
                 ] = i
             hashes = [prep_pool.submit(sha256_file, spec.path) for spec in specs]  # after the splits
             submitted: dict[int, list[tuple[Chunk, dict[str, Any], Future[dict[str, Any]]]]] = {}
@@ -211,11 +213,11 @@ def extract_captures(
 
 
 def _job(spec: CaptureSpec, chunk: Chunk, target: Path) -> dict[str, Any]:
-    """The picklable description of one chunk's tshark run (plain strings: it travels to an executor)."""
+    """The picklable description of one chunk's tshark run (it travels to an executor)."""
     source = str(Path(spec.path).absolute())
     split = Path(chunk.path) != Path(spec.path)
     return {
-        "chunk": str(Path(chunk.path).absolute()),
+        "chunk": replace(chunk, path=Path(chunk.path).absolute()),
         "out": str(target / LANDING_PART.format(index=chunk.index)),
         "source": source,
         "label": f"{spec.dataset}/{spec.site}/{spec.capture} chunk {chunk.index}",
@@ -243,7 +245,8 @@ def _manifest(
         warnings += [job["prefix"] + message for message in outcome["warnings"]]
         truncated = truncated or chunk.truncated or bool(outcome["truncated"])
         versions.append(outcome["tshark_version"])
-        chunks.append({"file": job["out"], "frame_offset": chunk.frame_offset})
+        # what bronze adds to the TSV's frame numbers, which count the chunk's lead-in too
+        chunks.append({"file": job["out"], "frame_offset": chunk.frame_offset - len(chunk.lead)})
     return CaptureExtract(
         dataset=spec.dataset,
         site=spec.site,

@@ -29,6 +29,7 @@ from iotlake.errors import BadCaptureError, IotlakeError
 
 TSHARK = "tshark"
 EDITCAP = "editcap"
+MERGECAP = "mergecap"
 GZIP = "gzip"
 
 # Options of the one export pass: fields, a header row, tabs, every occurrence joined by the aggregator.
@@ -53,7 +54,11 @@ _BUFFER = 1024 * 1024
 
 @dataclass(frozen=True)
 class Chunk:
-    """One piece of a capture for one tshark run; frame numbers in it start after `frame_offset` frames."""
+    """One piece of a capture for one tshark run; frame numbers in it start after `frame_offset` frames.
+
+    `lead` are frame numbers of the `previous` chunk that tshark reads first and does not export, so its
+    stateful analysis (TCP retransmissions, duplicate ACKs, reassembly) sees what precedes the chunk.
+    """
 
     path: Path
     index: int
@@ -61,6 +66,8 @@ class Chunk:
     # editcap's messages about the input (e.g. a cut-short capture), attached to the last chunk.
     warnings: tuple[str, ...] = ()
     truncated: bool = False
+    previous: Path | None = None
+    lead: range = range(0)
 
 
 @dataclass
@@ -120,15 +127,20 @@ def is_truncation(message: str) -> bool:
     return bool(_STOPPED.search(message))
 
 
-def split_capture(path: Path, workdir: Path, chunk_packets: int, chunk_bytes: int = 0) -> list[Chunk]:
+def split_capture(
+    path: Path, workdir: Path, chunk_packets: int, chunk_bytes: int = 0, lead_in: int = 0
+) -> list[Chunk]:
     """Chunks of `chunk_packets` frames (editcap -c) when the file is larger than `chunk_bytes`, else the file.
 
-    Per-packet fields are the same in a chunk as in the whole file except tshark's own state: tcp.stream and
-    udp.stream restart in each chunk, and tcp.analysis flags lack the packets of earlier chunks at the start.
+    Every chunk after the first has a lead-in of the previous chunk's last `lead_in` frames (see
+    `export_chunk`), so tshark's TCP analysis of its frames matches one pass over the whole file unless a
+    segment's original lies more than `lead_in` frames back. tcp.stream and udp.stream restart in each chunk.
     """
     path = Path(path)
-    if chunk_packets < 1:
-        raise ValueError(f"chunk_packets must be positive, not {chunk_packets}")
+    if chunk_packets < 1 or lead_in < 0:
+        raise ValueError(
+            f"chunk_packets must be positive and lead_in not negative: {chunk_packets}, {lead_in}"
+        )
     if path.stat().st_size <= chunk_bytes:
         return [Chunk(path, 0, 0)]
     workdir = Path(workdir)
@@ -160,7 +172,17 @@ def split_capture(path: Path, workdir: Path, chunk_packets: int, chunk_bytes: in
     if len(files) <= 1:  # nothing to split (few packets read): tshark reads, and judges, the original
         shutil.rmtree(workdir, ignore_errors=True)
         return [Chunk(path, 0, 0)]
-    chunks = [Chunk(file, i, i * chunk_packets) for i, file in files]
+    lead = range(max(1, chunk_packets - lead_in + 1), chunk_packets + 1) if lead_in else range(0)
+    chunks = [
+        Chunk(
+            file,
+            i,
+            i * chunk_packets,
+            previous=files[i - 1][1] if i and lead else None,
+            lead=lead if i else range(0),
+        )
+        for i, file in files
+    ]
     # editcap exits 0 even when the input is cut short or damaged: its message flags the last chunk.
     if messages:
         chunks[-1] = replace(
@@ -169,11 +191,42 @@ def split_capture(path: Path, workdir: Path, chunk_packets: int, chunk_bytes: in
     return chunks
 
 
-def export_fields(chunk_path: Path, out_file: Path, source: str | Path | None = None) -> ExportResult:
+def export_chunk(chunk: Chunk, out_file: Path, source: str | Path | None = None) -> ExportResult:
+    """`export_fields` of one chunk; a chunk with a lead-in is read after its lead-in frames, which are not exported.
+
+    The lead-in (editcap -r of the previous chunk) and the chunk are concatenated with `mergecap -a` into a
+    file next to the chunk, removed afterwards; the TSV's frame numbers then count the lead-in too.
+    """
+    if chunk.previous is None or not chunk.lead:
+        return export_fields(chunk.path, out_file, source)
+    with tempfile.TemporaryDirectory(prefix="lead-", dir=Path(chunk.path).parent) as tmp:
+        lead, merged = Path(tmp) / "lead.pcapng", Path(tmp) / "merged.pcapng"
+        frames = f"{chunk.lead.start}-{chunk.lead.stop - 1}"
+        _run_tool(
+            [_require(EDITCAP), "-F", "pcapng", "-r", str(chunk.previous), str(lead), frames], chunk.path
+        )
+        _run_tool(
+            [_require(MERGECAP), "-F", "pcapng", "-a", "-w", str(merged), str(lead), str(chunk.path)],
+            chunk.path,
+        )
+        return export_fields(merged, out_file, source if source is not None else chunk.path, len(chunk.lead))
+
+
+def _run_tool(command: list[str], where: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        problem = "; ".join(clean_messages(result.stderr)) or "no message"
+        raise IotlakeError(where, f"{Path(command[0]).name} failed (exit {result.returncode}): {problem}")
+
+
+def export_fields(
+    chunk_path: Path, out_file: Path, source: str | Path | None = None, skip_frames: int = 0
+) -> ExportResult:
     """Run the one tshark pass over `chunk_path`, gzipping its TSV into `out_file` (renamed into place at the end).
 
-    A cut-short capture keeps the rows tshark wrote (truncated=True, the message in warnings); any other failure
-    without rows raises BadCaptureError naming `source` (the original capture; default `chunk_path`).
+    The first `skip_frames` frames are analysed but not exported (a chunk's lead-in). A cut-short capture keeps
+    the rows tshark wrote (truncated=True, the message in warnings); any other failure without rows raises
+    BadCaptureError naming `source` (the original capture; default `chunk_path`).
     """
     chunk_path = Path(chunk_path).absolute()
     out_file = Path(out_file)
@@ -181,6 +234,8 @@ def export_fields(chunk_path: Path, out_file: Path, source: str | Path | None = 
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
     tshark = [_require(TSHARK), "-n", "-r", str(chunk_path), *EXPORT_OPTIONS, *tshark_field_args()]
+    if skip_frames:  # a display filter only selects what is printed: every frame is still dissected, in order
+        tshark += ["-Y", f"frame.number > {skip_frames}"]
     try:
         with tmp.open("wb") as sink, tempfile.TemporaryFile() as errors:
             reader = subprocess.Popen(tshark, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
