@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import asdict, astuple
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pyspark.errors import PySparkException
@@ -17,6 +17,9 @@ from iotlake import output
 from iotlake.config import Config, load_config
 from iotlake.errors import IotlakeError
 from iotlake.output import Output, console, errors  # noqa: F401 (console: the stdout console, kept here)
+
+if TYPE_CHECKING:
+    from iotlake.pipeline import ModelRun
 
 log = logging.getLogger(__name__)
 app = typer.Typer(
@@ -81,12 +84,18 @@ def ingest(
     site_config: Annotated[
         Path | None, typer.Option("--site-config", help="site YAML of the given files")
     ] = None,
+    then_build: Annotated[
+        bool, typer.Option("--build", help="then rebuild the dataset's models, in the same Spark session")
+    ] = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
     conf: ConfOption = None,
     lake: LakeOption = None,
 ) -> None:
-    """Extract captures with one tshark pass each and replace their partitions in the bronze tables."""
+    """Extract captures with one tshark pass each and replace their partitions in the bronze tables.
+
+    With --build, the dataset's models are rebuilt right after, without a second Spark start.
+    """
     from iotlake import pipeline
 
     printer = output.start("ingest", quiet, as_json)
@@ -97,21 +106,37 @@ def ingest(
         plans = pipeline.plan_files(config, dataset, site, list(files), macs, site_config)
     else:
         plans = pipeline.plan_registered(config, dataset)
-    report = pipeline.ingest(
-        _spark(config, "iotlake ingest"), config, dataset, plans, progress=printer.progress
-    )
+    spark = _spark(config, "iotlake ingest")
+    report = pipeline.ingest(spark, config, dataset, plans, progress=printer.progress)
     truncated = f", truncated: {', '.join(report.truncated)}" if report.truncated else ""
+    tables = dict(report.rows)
+    built: dict[str, Any] = {}
+    if then_build:
+        runs = pipeline.build(spark, config, [dataset], progress=printer.progress)
+        tables = _show_runs(printer, runs, tables)
+        built = {"runs": [asdict(r) for r in runs]}
     printer.finish(
-        report.rows,
+        tables,
         f"ingested {report.captures} capture(s), {report.packets} packets into {config.lake_root} "
-        f"(packets v{report.versions['packets']}){truncated}",
+        f"(packets v{report.versions['packets']}){truncated}" + (", models rebuilt" if then_build else ""),
         dataset=dataset,
         captures=report.captures,
         packets=report.packets,
         truncated=report.truncated,
         versions=report.versions,
         lake=config.lake_root,
+        **built,
     )
+
+
+def _show_runs(printer: Output, runs: list[ModelRun], tables: dict[str, int] | None = None) -> dict[str, int]:
+    """The table of models built, and `tables` with their rows added."""
+    rows = [(r.dataset, r.table, r.rows, r.version, f"{r.seconds:.1f}s") for r in runs]
+    printer.table(rows, ["dataset", "table", "rows", "version", "time"], title="models built")
+    tables = dict(tables or {})
+    for run in runs:
+        output.add_rows(tables, {run.table: run.rows})
+    return tables
 
 
 @app.command()
@@ -137,11 +162,7 @@ def build(
     config = _config(conf, lake)
     spark = _spark(config, "iotlake build")
     runs = pipeline.build(spark, config, dataset, interval, model, alignment, progress=printer.progress)
-    rows = [(r.dataset, r.table, r.rows, r.version, f"{r.seconds:.1f}s") for r in runs]
-    printer.table(rows, ["dataset", "table", "rows", "version", "time"], title="models built")
-    tables: dict[str, int] = {}
-    for run in runs:
-        output.add_rows(tables, {run.table: run.rows})
+    tables = _show_runs(printer, runs)
     built = sorted({r.dataset for r in runs})
     printer.finish(tables, f"dataset(s) {', '.join(built)}", datasets=built, runs=[asdict(r) for r in runs])
 

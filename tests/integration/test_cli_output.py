@@ -127,3 +127,34 @@ def test_ingest_report_has_the_rows_written_per_table(demo_lake) -> None:
     assert set(demo_lake.rows) == {"packets", "captures", "devices", "sites", "site_prefixes", "site_rules"}
     assert demo_lake.rows["packets"] == demo_lake.packets > 0
     assert demo_lake.rows["captures"] == demo_lake.captures
+
+
+def test_ingest_build_rebuilds_the_dataset_in_the_same_run(spark, config, tmp_path, capsys) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    # known contents: the plug sends three datagrams to a WAN address and gets one back
+    plug, peer = "02:00:5e:00:00:01", "02:00:5e:00:00:fe"
+    out = Ether(src=plug, dst=peer) / IP(src="192.168.7.10", dst="52.1.2.3") / UDP(sport=5000, dport=443)
+    back = Ether(src=peer, dst=plug) / IP(src="52.1.2.3", dst="192.168.7.10") / UDP(sport=443, dport=5000)
+    packets = [out, out, out, back]
+    for i, packet in enumerate(packets):
+        packet.time = 1_700_000_000 + i
+    capture, macs = tmp_path / "cap.pcap", tmp_path / "macs.csv"
+    wrpcap(str(capture), packets)
+    macs.write_text(f"device,mac\nplug,{plug}\n")
+    capsys.readouterr()
+
+    args = ["ingest", "one_run", str(capture), "--site", "s", "--macs", str(macs), "--build", "--json"]
+    assert run_cli(config, *args) == 0
+
+    found = json.loads(capsys.readouterr().out)
+    assert found["ok"] is True and found["tables"]["packets"] == 4
+    assert {r["dataset"] for r in found["runs"]} == {"one_run"}
+    assert {"device_packets", "interval_volumes", "volume_stats"} <= set(found["tables"])
+    stats = spark.sql(
+        "SELECT device, tx_frames_total, rx_frames_total FROM iotlake.volume_stats WHERE dataset = 'one_run' "
+        "AND profile = 'all' AND scope = 'ALL' AND capture = '*'"
+    ).collect()
+    assert [tuple(r) for r in stats] == [("plug", 3, 1)]
