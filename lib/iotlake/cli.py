@@ -87,6 +87,9 @@ def ingest(
     then_build: Annotated[
         bool, typer.Option("--build", help="then rebuild the dataset's models, in the same Spark session")
     ] = False,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="with --build: only these models")
+    ] = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
     conf: ConfOption = None,
@@ -112,7 +115,7 @@ def ingest(
     tables = dict(report.rows)
     built: dict[str, Any] = {}
     if then_build:
-        runs = pipeline.build(spark, config, [dataset], progress=printer.progress)
+        runs = pipeline.build(spark, config, [dataset], only=model, progress=printer.progress)
         tables = _show_runs(printer, runs, tables)
         built = {"runs": [asdict(r) for r in runs]}
     printer.finish(

@@ -146,13 +146,15 @@ def test_ingest_build_rebuilds_the_dataset_in_the_same_run(spark, config, tmp_pa
     macs.write_text(f"device,mac\nplug,{plug}\n")
     capsys.readouterr()
 
+    volume_models = ("device_packets", "interval_volumes", "volume_stats")
     args = ["ingest", "one_run", str(capture), "--site", "s", "--macs", str(macs), "--build", "--json"]
-    assert run_cli(config, *args) == 0
+    assert run_cli(config, *args, *[arg for name in volume_models for arg in ("--model", name)]) == 0
 
     found = json.loads(capsys.readouterr().out)
     assert found["ok"] is True and found["tables"]["packets"] == 4
-    assert {r["dataset"] for r in found["runs"]} == {"one_run"}
-    assert {"device_packets", "interval_volumes", "volume_stats"} <= set(found["tables"])
+    assert [(r["dataset"], r["table"]) for r in found["runs"]] == [
+        ("one_run", name) for name in volume_models
+    ]
     stats = spark.sql(
         "SELECT device, tx_frames_total, rx_frames_total FROM iotlake.volume_stats WHERE dataset = 'one_run' "
         "AND profile = 'all' AND scope = 'ALL' AND capture = '*'"
